@@ -1,0 +1,338 @@
+"""Load ``shipper.yml`` into typed, frozen dataclasses.
+
+Why hand-written instead of a schema library: the rules are few (types, ranges, unknown keys,
+``${ENV}`` interpolation) and every error must name the full key path in one line, e.g.
+``output.elasticsearch.batch.max_docs: expected an integer, got 'many'``. A small walker over the
+dataclass type hints gives exactly that with no extra dependency.
+
+Secrets never live in the file: ``${ES_PASSWORD}`` is replaced from the environment at load, and
+``password_file`` / ``api_key_file`` read them from files (Docker/Kubernetes secrets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from .errors import ConfigError
+
+Check = Callable[[Any], str | None]
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or greater"
+
+
+def _timezone(value: Any) -> str | None:
+    if value.upper() in ("UTC", "Z", "LOCAL"):
+        return None
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin', 'UTC' or 'local')"
+    return None
+
+
+def _listen(value: Any) -> str | None:
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected HOST:PORT, got {value!r}"
+    return None
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if len(value) > 0 else "must not be empty"
+
+
+def _checked(default: Any, check: Check) -> Any:
+    """A dataclass field with a default and a validation rule applied at load time."""
+    if isinstance(default, list | dict):
+        raise TypeError("use immutable defaults")
+    return field(default=default, metadata={"check": check})
+
+
+ParserName = Literal["celery", "celery_json", "rabbitmq", "rabbitmq_json", "auto"]
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One group of files to follow, all read with the same parser."""
+
+    id: str
+    paths: tuple[str, ...] = field(metadata={"check": _non_empty})
+    parser: ParserName = "auto"
+    exclude: tuple[str, ...] = ("*.gz", "*.bz2", "*.xz", "*.zip", "*.zst")
+    #: ``event.dataset``; by default derived from the parser (celery.worker, rabbitmq.log).
+    dataset: str | None = None
+    #: Time zone of timestamps written without an offset (Celery asctime, RabbitMQ <= 3.8).
+    timezone: str = _checked("UTC", _timezone)
+    #: Longer lines are cut to this many bytes and flagged, never allowed to stall the file.
+    max_line_bytes: int = _checked(1_048_576, _positive)
+    #: Seconds a multi-line record (traceback) may stay open waiting for continuation lines.
+    multiline_timeout: float = _checked(1.0, _positive)
+    #: Seconds a final line without newline waits before it is emitted as it is.
+    partial_line_timeout: float = _checked(5.0, _positive)
+    #: Keep the raw line in ``event.original``.
+    include_original: bool = False
+    #: Where to start in a file seen for the first time (no checkpoint yet).
+    start_at: Literal["beginning", "end"] = "beginning"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_docs: int = _checked(2000, _positive)
+    max_bytes: int = _checked(5 * 1024 * 1024, _positive)
+    max_wait: float = _checked(1.0, _positive)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    initial_backoff: float = _checked(0.25, _positive)
+    max_backoff: float = _checked(30.0, _positive)
+
+
+@dataclass(frozen=True)
+class IlmConfig:
+    enabled: bool = True
+    policy_name: str = "celery-rabbitmq-logs"
+    rollover_max_age: str = "1d"
+    rollover_max_primary_shard_size: str = "50gb"
+    delete_after_days: int = _checked(30, _positive)
+
+
+@dataclass(frozen=True)
+class ElasticsearchConfig:
+    hosts: tuple[str, ...] = field(default=("http://localhost:9200",), metadata={"check": _non_empty})
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    api_key: str | None = None
+    api_key_file: str | None = None
+    ca_file: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = _checked(30.0, _positive)
+    #: ``data_stream`` (logs-DATASET-NAMESPACE), ``daily_index`` (logs-DATASET-NAMESPACE-YYYY.MM.DD)
+    #: or ``auto`` (data streams where the server supports them).
+    index_mode: Literal["data_stream", "daily_index", "auto"] = "auto"
+    namespace: str = "default"
+    compression: bool = True
+    batch: BatchConfig = BatchConfig()
+    retry: RetryConfig = RetryConfig()
+    ilm: IlmConfig = IlmConfig()
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    #: ``inotify`` uses watchdog's native observer; ``polling`` its polling observer (NFS, containers).
+    mode: Literal["inotify", "polling"] = "inotify"
+    #: The periodic directory scan that is the source of truth, whatever events say.
+    scan_interval: float = _checked(1.0, _positive)
+    #: Bound of the in-memory queue between reading and shipping; reading pauses when it is full.
+    max_pending_records: int = _checked(20_000, _positive)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    listen: str = _checked("127.0.0.1:9108", _listen)
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    inputs: tuple[InputConfig, ...] = field(metadata={"check": _non_empty})
+    #: Checkpoints and the dead-letter file live here (created 0700, files 0600).
+    data_dir: str = "/var/lib/shipper"
+    #: ``host.hostname`` on every document; the machine's name by default.
+    hostname: str | None = None
+    output: OutputConfig = OutputConfig()
+    watch: WatchConfig = WatchConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for i, inp in enumerate(self.inputs):
+            if inp.id in seen:
+                raise ConfigError(f"inputs[{i}].id", f"duplicate input id {inp.id!r}")
+            seen.add(inp.id)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def interpolate(text: str, env: Mapping[str, str], path: str) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; a missing variable without default is an error."""
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(path, f"environment variable {name} is not set")
+
+    return _ENV_RE.sub(repl, text)
+
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if tp in names:
+        return names[tp]
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (tuple, list):
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, path: str, env: Mapping[str, str]) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            if type(None) in get_args(tp):
+                return None
+            raise ConfigError(path, "must not be empty")
+        return _convert(options[0], value, path, env)
+    if isinstance(value, str) and tp is not str and "${" in value:
+        # An interpolated value for a non-string field, e.g. verify_certs: ${ES_VERIFY:-true}.
+        value = yaml.safe_load(interpolate(value, env, path))
+    if origin is Literal:
+        if isinstance(value, str):
+            value = interpolate(value, env, path)
+        if value not in get_args(tp):
+            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"expected a mapping, got {_describe(value)}")
+        return _build(typing.cast(type[Any], tp), value, path, env)
+    if origin in (tuple, list):
+        (item_tp, *_rest) = get_args(tp)
+        if isinstance(value, str):
+            value = [value]  # a single glob or host is a list of one
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected a list, got {_describe(value)}")
+        return tuple(_convert(item_tp, v, f"{path}[{i}]", env) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(path, f"expected a string, got {_describe(value)}")
+        return interpolate(str(value), env, path)
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _build(cls: type[T], data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> T:
+    assert dataclasses.is_dataclass(cls)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{prefix}{key}", f"unknown key (known keys here: {known})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key_path = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(key_path, "required key is missing")
+            continue
+        value = _convert(hints[name], data[name], key_path, env)
+        check: Check | None = f.metadata.get("check")
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(key_path, problem)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> ShipperConfig:
+    """Validate an already-decoded YAML document; pure apart from reading ``env``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"the config must be a mapping at the top level, got {_describe(data)}")
+    config = _build(ShipperConfig, data, "", os.environ if env is None else env)
+    if base_dir is not None and not os.path.isabs(config.data_dir):
+        config = dataclasses.replace(config, data_dir=str((base_dir / config.data_dir).resolve()))
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ShipperConfig:
+    """Read, interpolate and validate a config file; relative ``data_dir`` is relative to the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file {p}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("", f"{p}: invalid YAML{where}: {problem}") from None
+    return parse_config(data, env, base_dir=p.parent.resolve())
+
+
+def read_secret(value: str | None, file: str | None, what: str) -> str | None:
+    """Return a secret given inline (already env-interpolated) or in a file, stripped of the newline."""
+    if value is not None and file is not None:
+        raise ConfigError(what, f"set either {what} or {what}_file, not both")
+    if file is None:
+        return value
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{what}_file", f"cannot read {file}: {exc.strerror}") from None
