@@ -1,0 +1,43 @@
+"""A ``logging.config.dictConfig`` dictionary for services that are not Celery workers.
+
+Web apps that enqueue tasks log next to the workers; with the same formatter their lines land in
+the same data stream with the same field names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dict_config(
+    service_name: str,
+    *,
+    level: str = "INFO",
+    filename: str | None = None,
+    dataset: str = "celery.worker",
+    kombu_level: str | None = None,
+) -> dict[str, Any]:
+    """Return a dictConfig dict: ECS JSON to ``filename`` (WatchedFileHandler) or to stderr."""
+    handler: dict[str, Any]
+    if filename:
+        handler = {"class": "shipper.logconfig.handlers.JsonLinesFileHandler", "filename": filename}
+    else:
+        handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    handler.update(formatter="ecs_json", filters=["celery_context"])
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "ecs_json": {
+                "()": "shipper.logconfig.formatter.EcsJsonFormatter",
+                "service_name": service_name,
+                "dataset": dataset,
+            }
+        },
+        "filters": {"celery_context": {"()": "shipper.logconfig.context.CeleryContextFilter"}},
+        "handlers": {"json": handler},
+        "root": {"level": level, "handlers": ["json"]},
+    }
+    if kombu_level:
+        config["loggers"] = {name: {"level": kombu_level} for name in ("kombu", "amqp")}
+    return config
