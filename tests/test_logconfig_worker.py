@@ -150,3 +150,24 @@ def test_kombu_records_inside_a_task_carry_the_task(worker_run: dict[str, Any]) 
         for d in kombu_docs
         if d["message"] != "kombu logging from inside a task"
     ), kombu_docs
+
+
+def test_per_child_logfiles_with_percent_I(tmp_path: Path, broker_url: str) -> None:
+    """``--logfile=w%I.log``: every pool child sets logging up again; each record lands once, in
+    the file of the process that logged it."""
+    with celery_worker(tmp_path, broker_url, logfile="w%I.log") as worker:
+        from tests import celery_app
+
+        results = [celery_app.add.apply_async((i, i), queue=worker.queue) for i in range(6)]
+        assert [r.get(timeout=60) for r in results] == [2 * i for i in range(6)]
+    files = sorted(p.name for p in tmp_path.glob("w*.log"))
+    assert files == ["w-1.log", "w-2.log", "w.log"]
+    main_docs = read_json_lines(tmp_path / "w.log")
+    assert {get(d, "process.name") for d in main_docs} == {"MainProcess"}
+    child_docs = [d for name in ("w-1.log", "w-2.log") for d in read_json_lines(tmp_path / name)]
+    ids = {r.id for r in results}
+    succeeded = [get(d, "celery.task.id") for d in child_docs if get(d, "celery.task.state") == "succeeded"]
+    assert sorted(succeeded) == sorted(ids)  # each exactly once: no duplicated handlers
+    for name in ("w-1.log", "w-2.log"):
+        names = {get(d, "process.name") for d in read_json_lines(tmp_path / name)}
+        assert len(names) == 1 and names.pop().startswith("ForkPoolWorker-")
