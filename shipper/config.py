@@ -146,8 +146,15 @@ class WatchConfig:
     mode: Literal["inotify", "polling"] = "inotify"
     #: The periodic directory scan that is the source of truth, whatever events say.
     scan_interval: float = _checked(1.0, _positive)
-    #: Bound of the in-memory queue between reading and shipping; reading pauses when it is full.
+    #: Bound of the records read but not yet acknowledged; reading pauses when it is reached.
     max_pending_records: int = _checked(20_000, _positive)
+    #: Seconds a file renamed away by rotation stays open after it last grew (it is always read
+    #: to its end first; this only decides when to stop waiting for a late write).
+    close_inactive: float = _checked(60.0, _positive)
+    #: Seconds between checkpoint saves (positions are saved on shutdown too).
+    checkpoint_interval: float = _checked(1.0, _positive)
+    #: Finished entries (files rotated away and fully shipped) are forgotten after this many hours.
+    forget_finished_after_hours: float = _checked(24.0, _positive)
 
 
 @dataclass(frozen=True)
