@@ -24,7 +24,7 @@ def split_all(
     sp = LineSplitter(0, limit)
     out = []
     prev = 0
-    for cut in sorted(set(c % (len(data) + 1) for c in cuts)) + [len(data)]:
+    for cut in [*sorted(set(c % (len(data) + 1) for c in cuts)), len(data)]:
         out += sp.feed(data[prev:cut])
         prev = cut
     return out, sp
