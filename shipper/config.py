@@ -154,7 +154,7 @@ class WatchConfig:
     #: Seconds between checkpoint saves (positions are saved on shutdown too).
     checkpoint_interval: float = _checked(1.0, _positive)
     #: Finished entries (files rotated away and fully shipped) are forgotten after this many hours.
-    forget_finished_after_hours: float = _checked(24.0, _positive)
+    forget_finished_after_hours: float = _checked(168.0, _positive)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.components import require_binary
-from tests.support.tailing import Received, Writer, drain, fast_input, logrotate_conf, make_tailer, run_logrotate
+from tests.support.tailing import (
+    Received,
+    Writer,
+    drain,
+    fast_input,
+    logrotate_conf,
+    make_tailer,
+    run_logrotate,
+)
 
 MODES = [
     ("create", False, False),
@@ -26,9 +34,11 @@ MODES = [
 ]
 
 
-@pytest.mark.parametrize(("mode", "compress", "delaycompress"), MODES,
-                         ids=["create", "create-compress", "create-delaycompress", "copytruncate",
-                              "copytruncate-delaycompress"])
+@pytest.mark.parametrize(
+    ("mode", "compress", "delaycompress"),
+    MODES,
+    ids=["create", "create-compress", "create-delaycompress", "copytruncate", "copytruncate-delaycompress"],
+)
 def test_logrotate_while_writing(tmp_path: Path, mode: str, compress: bool, delaycompress: bool) -> None:
     binary = require_binary("logrotate", "apt-get install logrotate")
     logs = tmp_path / "logs"

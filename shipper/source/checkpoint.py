@@ -76,6 +76,9 @@ class CheckpointStore:
         self._states: dict[str, FileState] = {}
         self._dirty = False
         self.saves = 0
+        #: When this store was first created: rotated files older than that are history the
+        #: shipper was never asked to ship.
+        self.created = time.time()
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike[str], name: str = "checkpoints.json") -> CheckpointStore:
@@ -85,14 +88,16 @@ class CheckpointStore:
         except OSError as exc:
             raise CheckpointError(f"cannot create data_dir {directory}: {exc.strerror}") from None
         store = cls(directory / name)
-        store.load()
+        if not store.load():
+            store.save(force=True)  # record `created` now: a crash before the first save must not reset it
         return store
 
-    def load(self) -> None:
+    def load(self) -> bool:
+        """Load the file; False if there is none yet."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return
+            return False
         except OSError as exc:
             raise CheckpointError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
@@ -102,8 +107,10 @@ class CheckpointStore:
                     f"{self.path}: unsupported checkpoint version {doc.get('version')!r} (expected {VERSION})"
                 )
             self._states = {k: FileState(key=k, **v) for k, v in doc["files"].items()}
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            self.created = float(doc.get("created", self.created))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CheckpointError(f"{self.path} is corrupt ({exc}); move it away to start over") from None
+        return True
 
     def get(self, key: str) -> FileState | None:
         return self._states.get(key)
@@ -138,7 +145,9 @@ class CheckpointStore:
             entry = asdict(state)
             del entry["key"]
             files[key] = entry
-        data = orjson.dumps({"version": VERSION, "files": files}, option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(
+            {"version": VERSION, "created": self.created, "files": files}, option=orjson.OPT_INDENT_2
+        )
         try:
             atomic_write(self.path, data)
         except OSError as exc:

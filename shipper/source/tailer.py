@@ -42,6 +42,7 @@ from .records import NO_NEWLINE, TRUNCATED, Batch, Record, SourceRef
 log = logging.getLogger(__name__)
 
 READ_BUDGET = 1024 * 1024  # bytes read from one file per turn, so one busy file cannot starve others
+MTIME_SLACK = 5.0  # seconds
 DELETED_GRACE = 2.0  # seconds a deleted file stays open after its last growth
 TAIL_LEN = 64  # bytes before a checkpoint offset kept as a digest to detect in-place rewrites
 
@@ -59,6 +60,8 @@ class TailerStats:
     rotations: int = 0
     truncations: int = 0
     resumed_from_copy: int = 0
+    #: Rotated files read from the start because their content had never been seen.
+    adopted_rotated: int = 0
     #: Files whose unread bytes were gone (deleted with rotation while the shipper was down).
     files_lost: int = 0
 
@@ -96,6 +99,8 @@ class Tailer:
         self._aliases: dict[tuple[int, int], str] = {}
         #: Non-empty files without a complete line yet (cannot be identified): first seen at.
         self._waiting: dict[tuple[int, int], float] = {}
+        #: Rotated siblings already looked at, by (dev, ino, size, mtime): heads are read once.
+        self._checked_siblings: set[tuple[int, int, int, int]] = set()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._seq = 0
         self._next_scan = 0.0
@@ -243,6 +248,7 @@ class Tailer:
         if self._first_scan:
             self._first_scan = False
             self._recover_unfinished(now)
+        self._adopt_rotated_siblings(seen, now)
         self._forget_old_entries()
 
     def _has_news(self, h: Harvester) -> bool:
@@ -359,6 +365,9 @@ class Tailer:
         self.tracker.start(key, offset)
         self.stats.files_opened += 1
         self._put_state(h, offset)
+        # The identity must be durable before any id derived from it leaves: after a crash, a small
+        # file that grew would otherwise get a longer head, a new key, and its lines new ids.
+        self.store.save()
         return h
 
     @staticmethod
@@ -404,17 +413,17 @@ class Tailer:
         h.close()
         h.static, h.live, h.eof = True, False, True
 
-    def _find_copy(
-        self, fp: Fingerprint, path: str, min_size: int, exclude: tuple[int, int] | None = None
-    ) -> tuple[str, os.stat_result] | None:
-        """A rotated copy of ``path``'s content (``app.log.1``, ``app.log-2026…``, ``….gz``)."""
+    @staticmethod
+    def _siblings(path: str) -> list[tuple[str, os.stat_result]]:
+        """``path`` itself and the files next to it named like its rotations: ``app.log.1``,
+        ``app.log-20261124``, ``app-20261124.log``, ``app.log.2.gz``."""
         directory, base = os.path.split(path)
         stem = base.rsplit(".", 1)[0] if "." in base else base
         try:
             names = os.listdir(directory or ".")
         except OSError:
-            return None
-        candidates = []
+            return []
+        out = []
         for name in names:
             if not name.startswith(stem):
                 continue
@@ -423,9 +432,81 @@ class Tailer:
                 st = os.stat(full)
             except OSError:
                 continue
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == exclude:
+            if stat.S_ISREG(st.st_mode):
+                out.append((full, st))
+        return out
+
+    def _rotated_files(self, inp: InputConfig) -> list[tuple[str, os.stat_result]]:
+        """Files named like rotations of the input's files (``PATTERN.*``, ``PATTERN-*``), whose
+        base name (the part the pattern matches) is not excluded."""
+        found = []
+        for pattern in inp.paths:
+            pattern = os.path.expanduser(pattern)
+            base_pattern = os.path.basename(pattern)
+            for suffix in (".*", "-*"):
+                for full in glob.glob(pattern + suffix):
+                    name = os.path.basename(full)
+                    base = next(
+                        (
+                            name[:i]
+                            for i in range(len(name), 0, -1)
+                            if name[i : i + 1] in (".", "-") and fnmatch.fnmatch(name[:i], base_pattern)
+                        ),
+                        None,
+                    )
+                    if base is None or any(fnmatch.fnmatch(base, ex) for ex in inp.exclude):
+                        continue
+                    try:
+                        st = os.stat(full)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        found.append((full, st))
+        return found
+
+    def _adopt_rotated_siblings(self, seen: set[tuple[int, int]], now: float) -> None:
+        """Read rotated files whose content we never saw.
+
+        A file can be created, written and rotated between two scans, or while the shipper was
+        down; its lines then exist only under a rotated name the globs do not match. Rotated
+        siblings changed since the shipper first ran, whose head is not a known identity, are read
+        once from the start. Known content (a ``.gz`` of a file already read) is skipped, and even
+        a second read would only produce the same ids, which Elasticsearch refuses as 409s.
+        """
+        # File times come from the kernel's coarse clock, which lags time.time() by up to a tick:
+        # a file written just after the store was created can look a little older than it is.
+        horizon = max(
+            self.store.created - MTIME_SLACK, time.time() - self.watch.forget_finished_after_hours * 3600
+        )
+        for inp in self.inputs:
+            for full, st in self._rotated_files(inp):
+                ident = (st.st_dev, st.st_ino)
+                if ident in seen or ident in self._by_inode or st.st_mtime < horizon:
+                    continue
+                sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                if sig in self._checked_siblings:
+                    continue
+                self._checked_siblings.add(sig)
+                head = read_head_path(full)
+                if not head or self._identify(head) is not None:
+                    continue
+                fp = fingerprint_head(head, allow_partial=True)
+                if fp is None or fp.key in self._harvesters:
+                    continue
+                log.info("reading rotated file %s: its content was never seen", full)
+                h = self._start(inp, fp, fp.key, full, st, 0, now, live=False)
+                if h is not None:
+                    self.stats.adopted_rotated += 1
+
+    def _find_copy(
+        self, fp: Fingerprint, path: str, min_size: int, exclude: tuple[int, int] | None = None
+    ) -> tuple[str, os.stat_result] | None:
+        """A rotated copy of ``path``'s content (``app.log.1``, ``app.log-2026…``, ``….gz``)."""
+        candidates = []
+        for full, st in self._siblings(path):
+            if (st.st_dev, st.st_ino) == exclude:
                 continue
-            gz = name.endswith(".gz")
+            gz = full.endswith(".gz")
             if not gz and st.st_size < min_size:
                 continue
             # Plain copies first (cheaper, and complete), newest first.
