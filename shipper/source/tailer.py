@@ -562,6 +562,9 @@ class Tailer:
             return
         h.close()
         h.finished = True
+        # The inode is free from now on and may be handed to a new file at once.
+        if self._by_inode.get((h.dev, h.ino)) is h:
+            del self._by_inode[(h.dev, h.ino)]
         self.stats.files_finished += 1
 
     def _retire_finished(self) -> None:
