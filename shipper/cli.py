@@ -6,14 +6,19 @@ on stderr (``shipper: error: output.elasticsearch.hosts: must not be empty``) an
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .config import ShipperConfig, load_config
 from .errors import ShipperError
+
+if TYPE_CHECKING:
+    from .source import Batch
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -51,6 +56,50 @@ def config_check(config_path: str) -> None:
         click.echo(f"  input {inp.id}: parser={inp.parser} paths={', '.join(inp.paths)}")
     click.echo(f"  output: {', '.join(config.output.elasticsearch.hosts)}")
     click.echo(f"  data_dir: {config.data_dir}")
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@cli.command("tail")
+@CONFIG_OPTION
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="NDJSON file to append records to (with their ids).",
+)
+def tail_command(config_path: str, output: str) -> None:
+    """Follow the inputs and append raw records to an NDJSON file (no parsing, no Elasticsearch).
+
+    Uses and advances the same checkpoints as `shipper run`: point it at its own data_dir.
+    """
+    from .sink.file import NdjsonFileSink
+    from .source import CheckpointStore, Tailer, locked
+    from .source.follow import follow
+
+    config = load(config_path)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with locked(config.data_dir):
+        tailer = Tailer(config.inputs, CheckpointStore.open(config.data_dir), config.watch)
+        sink = NdjsonFileSink(output)
+
+        def deliver(batches: list[Batch]) -> None:
+            sink.write(batches)
+            for batch in batches:
+                tailer.ack(batch.seq)
+
+        try:
+            follow(tailer, config.watch, deliver, stop)
+        finally:
+            sink.close()
 
 
 def main(argv: list[str] | None = None) -> Any:
