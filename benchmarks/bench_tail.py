@@ -28,7 +28,9 @@ def run_tailer(path: str, rule: bool) -> tuple[int, int, float, float]:
     with tempfile.TemporaryDirectory() as data:
         inp = InputConfig(id="bench", paths=(path,))
         watch = WatchConfig(max_pending_records=200_000, scan_interval=3600)
-        tailer = Tailer([inp], CheckpointStore.open(data), watch, rules={"bench": celery_rule if rule else None})
+        tailer = Tailer(
+            [inp], CheckpointStore.open(data), watch, rules={"bench": celery_rule if rule else None}
+        )
         size = os.path.getsize(path)
         lines = records = 0
         r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -63,8 +65,10 @@ def main() -> None:
     size_mb = os.path.getsize(args.file) / 1e6
     print(f"file: {args.file} ({size_mb:.0f} MB, {wc_lines:,} lines), Python {sys.version.split()[0]}")
     print(f"{'':24s} {'lines/s':>12s} {'CPU s / 1M lines':>17s} {'peak RSS MB':>12s}")
-    print(f"{'wc -l':24s} {wc_lines / wc_wall:12,.0f} {(wc_ru.ru_utime + wc_ru.ru_stime) / wc_lines * 1e6:17.3f} "
-          f"{wc_ru.ru_maxrss / 1024:12.1f}")
+    print(
+        f"{'wc -l':24s} {wc_lines / wc_wall:12,.0f} {(wc_ru.ru_utime + wc_ru.ru_stime) / wc_lines * 1e6:17.3f} "
+        f"{wc_ru.ru_maxrss / 1024:12.1f}"
+    )
     label = "tailer (split+group)" if not args.no_multiline else "tailer (split only)"
     print(f"{label:24s} {lines / wall:12,.0f} {cpu / lines * 1e6:17.3f} {rss_mb:12.1f}")
     print(f"records: {records:,} (multi-line grouped), lines: {lines:,}")

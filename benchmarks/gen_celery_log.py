@@ -29,18 +29,24 @@ def main() -> None:
             name = rng.choice(names)
             worker = f"ForkPoolWorker-{rng.randint(1, 8)}"
             f.write(f"[{ts}: INFO/MainProcess] Task {name}[{tid}] received\n")
-            f.write(f"[{ts}: INFO/{worker}] {name}[{tid}]: processing order {rng.randint(1, 10**6)} for customer "
-                    f"{rng.randint(1, 10**5)}\n")
+            f.write(
+                f"[{ts}: INFO/{worker}] {name}[{tid}]: processing order {rng.randint(1, 10**6)} for customer "
+                f"{rng.randint(1, 10**5)}\n"
+            )
             written += 2
             if written % 400 == 0:
-                f.write(f"[{ts}: ERROR/{worker}] Task {name}[{tid}] raised unexpected: "
-                        f"ConnectionError('upstream timed out')\n")
-                f.write("Traceback (most recent call last):\n"
-                        '  File "/app/venv/lib/python3.11/site-packages/celery/app/trace.py", line 453, in trace_task\n'
-                        "    R = retval = fun(*args, **kwargs)\n"
-                        '  File "/app/billing/tasks.py", line 42, in charge\n'
-                        "    raise ConnectionError('upstream timed out')\n"
-                        "ConnectionError: upstream timed out\n")
+                f.write(
+                    f"[{ts}: ERROR/{worker}] Task {name}[{tid}] raised unexpected: "
+                    f"ConnectionError('upstream timed out')\n"
+                )
+                f.write(
+                    "Traceback (most recent call last):\n"
+                    '  File "/app/venv/lib/python3.11/site-packages/celery/app/trace.py", line 453, in trace_task\n'
+                    "    R = retval = fun(*args, **kwargs)\n"
+                    '  File "/app/billing/tasks.py", line 42, in charge\n'
+                    "    raise ConnectionError('upstream timed out')\n"
+                    "ConnectionError: upstream timed out\n"
+                )
                 written += 7
             else:
                 f.write(f"[{ts}: INFO/{worker}] Task {name}[{tid}] succeeded in {rng.random():.6f}s: None\n")
