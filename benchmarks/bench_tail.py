@@ -66,7 +66,8 @@ def main() -> None:
     print(f"file: {args.file} ({size_mb:.0f} MB, {wc_lines:,} lines), Python {sys.version.split()[0]}")
     print(f"{'':24s} {'lines/s':>12s} {'CPU s / 1M lines':>17s} {'peak RSS MB':>12s}")
     print(
-        f"{'wc -l':24s} {wc_lines / wc_wall:12,.0f} {(wc_ru.ru_utime + wc_ru.ru_stime) / wc_lines * 1e6:17.3f} "
+        f"{'wc -l':24s} {wc_lines / wc_wall:12,.0f} "
+        f"{(wc_ru.ru_utime + wc_ru.ru_stime) / wc_lines * 1e6:17.3f} "
         f"{wc_ru.ru_maxrss / 1024:12.1f}"
     )
     label = "tailer (split+group)" if not args.no_multiline else "tailer (split only)"

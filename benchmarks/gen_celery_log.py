@@ -24,7 +24,8 @@ def main() -> None:
     with open(args.out, "w", buffering=1 << 20) as f:
         while written < args.lines:
             sec += 1
-            ts = f"2026-11-24 {sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d},{rng.randint(0, 999):03d}"
+            hms = f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}"
+            ts = f"2026-11-24 {hms},{rng.randint(0, 999):03d}"
             tid = str(uuid.UUID(int=rng.getrandbits(128)))
             name = rng.choice(names)
             worker = f"ForkPoolWorker-{rng.randint(1, 8)}"
@@ -41,7 +42,8 @@ def main() -> None:
                 )
                 f.write(
                     "Traceback (most recent call last):\n"
-                    '  File "/app/venv/lib/python3.11/site-packages/celery/app/trace.py", line 453, in trace_task\n'
+                    '  File "/app/venv/lib/python3.11/site-packages/celery/app/trace.py", '
+                    "line 453, in trace_task\n"
                     "    R = retval = fun(*args, **kwargs)\n"
                     '  File "/app/billing/tasks.py", line 42, in charge\n'
                     "    raise ConnectionError('upstream timed out')\n"
