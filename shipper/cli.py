@@ -6,6 +6,7 @@ on stderr (``shipper: error: output.elasticsearch.hosts: must not be empty``) an
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -66,6 +67,14 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _own_logging(level: str = "INFO") -> logging.Logger:
+    """The shipper logs about itself in the same ECS JSON it ships (stderr, dataset shipper.log)."""
+    from .logconfig import install_json_logging
+
+    install_json_logging(service_name="shipper", dataset="shipper.log", stream=sys.stderr, level=level)
+    return logging.getLogger("shipper")
+
+
 @cli.command("tail")
 @CONFIG_OPTION
 @click.option(
@@ -75,11 +84,15 @@ def _stop_on_signals(stop: threading.Event) -> None:
     type=click.Path(dir_okay=False),
     help="NDJSON file to append records to (with their ids).",
 )
-def tail_command(config_path: str, output: str) -> None:
-    """Follow the inputs and append raw records to an NDJSON file (no parsing, no Elasticsearch).
+@click.option(
+    "--parse", "parse_records", is_flag=True, help="Write parsed ECS documents instead of raw records."
+)
+def tail_command(config_path: str, output: str, parse_records: bool) -> None:
+    """Follow the inputs and append records to an NDJSON file (no Elasticsearch).
 
     Uses and advances the same checkpoints as `shipper run`: point it at its own data_dir.
     """
+    from .parse import PARSERS, InputParsing
     from .sink.file import NdjsonFileSink
     from .source import CheckpointStore, Tailer, locked
     from .source.follow import follow
@@ -87,19 +100,28 @@ def tail_command(config_path: str, output: str) -> None:
     config = load(config_path)
     stop = threading.Event()
     _stop_on_signals(stop)
+    log = _own_logging()
+    rules = {inp.id: PARSERS[inp.parser].continues for inp in config.inputs}
+    parsing = (
+        {inp.id: InputParsing.from_config(inp, config.hostname) for inp in config.inputs}
+        if parse_records
+        else None
+    )
     with locked(config.data_dir):
-        tailer = Tailer(config.inputs, CheckpointStore.open(config.data_dir), config.watch)
-        sink = NdjsonFileSink(output)
+        tailer = Tailer(config.inputs, CheckpointStore.open(config.data_dir), config.watch, rules=rules)
+        sink = NdjsonFileSink(output, parsing)
 
         def deliver(batches: list[Batch]) -> None:
             sink.write(batches)
             for batch in batches:
                 tailer.ack(batch.seq)
 
+        log.info("tail started", extra={"output": output})
         try:
             follow(tailer, config.watch, deliver, stop)
         finally:
             sink.close()
+        log.info("tail stopped", extra={"tailer": tailer.stats.__dict__})
 
 
 def main(argv: list[str] | None = None) -> Any:

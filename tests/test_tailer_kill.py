@@ -65,6 +65,7 @@ inputs:
   - id: celery
     paths: ["{logs}/*.log"]
     parser: celery
+    multiline_timeout: 0.2
 watch:
   scan_interval: 0.1
   checkpoint_interval: 0.2
@@ -76,7 +77,15 @@ metrics:
     output = tmp_path / "out.ndjson"
     shipper_log = tmp_path / "shipper.log"
     conf = logrotate_conf(tmp_path, log, "create", compress=True, delaycompress=True)
-    writer = Writer(log, count=20_000, interval=0.0002, reopen=True, seed=3)
+    # Celery's text format, so the celery parser's record-start rule sees one record per line.
+    writer = Writer(
+        log,
+        count=20_000,
+        interval=0.0002,
+        reopen=True,
+        seed=3,
+        prefix="[2026-11-24 10:00:00,000: INFO/MainProcess] line",
+    )
     rng = random.Random(42)
     kills = 0
     proc = start_shipper(config, output, shipper_log)
@@ -106,8 +115,13 @@ metrics:
             if Counter(by_id.values()) == expected:
                 break
             time.sleep(0.5)
+        # Graceful stop: once the last process is up (its handlers are installed when it says so).
+        while shipper_log.read_bytes().count(b'"message":"tail started"') < kills + 1:
+            assert time.monotonic() < deadline + 30, shipper_log.read_text()[-3000:]
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, shipper_log.read_text()[-3000:]
+        assert b'"message":"tail stopped"' in shipper_log.read_bytes()
     finally:
         if proc.poll() is None:
             proc.kill()

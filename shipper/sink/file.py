@@ -7,9 +7,11 @@ at least every acknowledged record (and possibly some again after the restart, w
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import orjson
 
+from ..parse import InputParsing, ParseContext, build_document, utc_now_iso
 from ..source import NO_NEWLINE, TRUNCATED, Batch, record_id
 
 
@@ -23,7 +25,8 @@ def flag_names(flags: int) -> list[str]:
 
 
 class NdjsonFileSink:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, parsing: Mapping[str, InputParsing] | None = None) -> None:
+        self.parsing = parsing
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         size = os.fstat(self.fd).st_size
         if size and os.pread(self.fd, 1, size - 1) != b"\n":
@@ -32,8 +35,17 @@ class NdjsonFileSink:
 
     def write(self, batches: list[Batch]) -> None:
         out = bytearray()
+        now = utc_now_iso()
         for batch in batches:
             src = batch.source
+            if self.parsing is not None:
+                ip = self.parsing[src.input_id]
+                ctx = ParseContext(ip.times, now)
+                for r in batch.records:
+                    doc_id, dataset, doc = build_document(r, src, ip, ctx)
+                    out += orjson.dumps({"_id": doc_id, "_dataset": dataset, **doc})
+                    out += b"\n"
+                continue
             for r in batch.records:
                 doc = {
                     "_id": record_id(src.key, r.offset),

@@ -1,0 +1,148 @@
+"""What every parser shares: the parser descriptor, time conversion, and decoding raw bytes.
+
+Parsers are pure: ``parse(text, ctx) -> dict`` with no I/O and no clock, so the same record always
+gives the same document (a re-read after a crash must produce the same thing under the same id).
+The one impure input, the ingest time used for a record without a usable timestamp, is passed in
+through the context by the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..source.multiline import ContinuationRule
+
+Document = dict[str, Any]
+
+
+class TimeConverter:
+    """Turn local wall-clock timestamps (no offset) into UTC ISO 8601, cached per second.
+
+    Celery's asctime and RabbitMQ <= 3.8 write local time without an offset; the input's
+    ``timezone`` says which zone. One conversion per distinct second keeps this off the profile.
+    """
+
+    __slots__ = ("_cache_key", "_cache_val", "tz", "utc")
+
+    def __init__(self, timezone: str) -> None:
+        name = timezone.upper()
+        self.utc = name in ("UTC", "Z", "ETC/UTC")
+        if name == "LOCAL":
+            self.tz: dt.tzinfo | None = None  # the machine's zone
+        elif self.utc:
+            self.tz = dt.UTC
+        else:
+            self.tz = zoneinfo.ZoneInfo(timezone)
+        self._cache_key = ""
+        self._cache_val = ""
+
+    def local(self, date_time: str, fraction: str) -> str | None:
+        """``date_time`` is ``YYYY-MM-DD HH:MM:SS`` (a ``T`` works too); ``fraction`` the digits after
+        the separator. Returns ``YYYY-MM-DDTHH:MM:SS.fffZ`` in UTC, or None if it is no real date."""
+        if date_time != self._cache_key:
+            if self.utc:
+                converted = date_time[:10] + "T" + date_time[11:19]
+                if not _plausible(converted):
+                    return None
+            else:
+                try:
+                    naive = dt.datetime.strptime(date_time[:19].replace("T", " "), "%Y-%m-%d %H:%M:%S")
+                except ValueError:
+                    return None
+                aware = naive.replace(tzinfo=self.tz) if self.tz is not None else naive.astimezone()
+                converted = aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._cache_key, self._cache_val = date_time, converted
+        return f"{self._cache_val}.{fraction}Z"
+
+
+_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _plausible(iso: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS`` with every field in range (cheaper than strptime on the hot path)."""
+    try:
+        month, day = int(iso[5:7]), int(iso[8:10])
+        return (
+            len(iso) == 19
+            and 1 <= month <= 12
+            and 1 <= day <= _DAYS[month - 1]
+            and int(iso[11:13]) < 24
+            and int(iso[14:16]) < 60
+            and int(iso[17:19]) < 61
+            and iso[:4].isdigit()
+        )
+    except ValueError:
+        return False
+
+
+def with_offset(date_time: str, fraction: str, offset: str) -> str | None:
+    """``2026-11-24 11:48:19`` + ``985052`` + ``+01:00`` -> ``2026-11-24T10:48:19.985052Z``."""
+    if offset in ("+00:00", "Z", "-00:00"):
+        iso = date_time[:10] + "T" + date_time[11:19]
+        return f"{iso}.{fraction}Z" if _plausible(iso) else None
+    try:
+        aware = dt.datetime.fromisoformat(f"{date_time[:10]}T{date_time[11:19]}{offset}")
+    except ValueError:
+        return None
+    return aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction}Z"
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """Per input: the time zone of offset-less timestamps and the fallback time."""
+
+    times: TimeConverter
+    #: ``@timestamp`` for a record whose own timestamp is missing or invalid (ISO, UTC).
+    ingest_time: str = ""
+
+
+@dataclass(frozen=True)
+class Parser:
+    """A log format: how its records are grouped, and how one record becomes fields."""
+
+    name: str
+    dataset: str
+    #: Multi-line grouping rule for the tailer; None: every line is a record.
+    continues: ContinuationRule | None
+    parse: Callable[[str, ParseContext], Document]
+
+
+def decode(data: bytes) -> tuple[str, list[str]]:
+    """Bytes of a record to text, with tags for what had to be repaired (never raises)."""
+    tags: list[str] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+        tags.append("invalid_utf8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+        tags.append("nul_bytes")
+    return text, tags
+
+
+def split_stack_trace(lines: list[str]) -> tuple[str, str | None]:
+    """Split continuation lines into (more message, Python traceback) at ``Traceback (most...``."""
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            return "\n".join(lines[:i]), "\n".join(lines[i:]).rstrip("\n")
+    return "\n".join(lines), None
+
+
+def exception_from_trace(trace: str) -> tuple[str | None, str | None]:
+    """``(error.type, error.message)`` from the last line of a Python traceback."""
+    for line in reversed(trace.split("\n")):
+        line = line.strip()
+        if not line or line.startswith(("File ", "^", "~", "During handling", "The above exception")):
+            continue
+        head, sep, rest = line.partition(": ")
+        if sep and " " not in head:
+            return head, rest
+        if " " not in line and line.replace(".", "").replace("_", "").isalnum():
+            return line, None
+        return None, None
+    return None, None

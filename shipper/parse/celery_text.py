@@ -1,0 +1,173 @@
+"""Celery worker logs in the default text formats.
+
+``[%(asctime)s: %(levelname)s/%(processName)s] %(message)s`` and the task variant with
+``%(task_name)s[%(task_id)s]: `` before the message. Traceback lines follow without a prefix, so a
+record is a prefixed line plus every following line that is not one.
+
+The well-known messages (Celery >= 5.1 and the older ``Received task:`` wording) give
+``celery.task.*``; broker connection trouble gets ``event.category`` and tags so it can be found.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .base import Document, ParseContext, Parser, exception_from_trace, split_stack_trace
+
+PREFIX = re.compile(r"\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)[,.](\d{3}): ([A-Z]+)/([^\]]+)\] ?")
+_PREFIX_BYTES = re.compile(rb"\[\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d{3}: [A-Z]+/")
+
+TASK_ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[^\]\s]+"
+TASK_EVENT = re.compile(rf"Task ([\w.:\-<>]+)\[({TASK_ID})\] (.*)", re.S)
+RECEIVED_OLD = re.compile(rf"Received task: ([\w.:\-<>]+)\[({TASK_ID})\]")
+TASK_PREFIXED = re.compile(rf"([\w.:\-<>]+)\[({TASK_ID})\]: (.*)", re.S)
+SUCCEEDED = re.compile(r"succeeded in ([0-9.eE+\-]+)s: (.*)", re.S)
+TIME_LIMIT = re.compile(rf"(Soft|Hard) time limit \(([0-9.]+)s\) exceeded for ([\w.:\-<>]+)\[({TASK_ID})\]")
+REVOKED = re.compile(rf"Discarding revoked task: ([\w.:\-<>]+)\[({TASK_ID})\]")
+CANNOT_CONNECT = re.compile(
+    r"consumer: Cannot connect to (\S+?): (.*?)\.?"
+    r"(?:\nTrying again in ([0-9.]+) seconds\.\.\. \((\d+)/(\d+)\))?\s*$",
+    re.S,
+)
+
+LEVELS = {"WARNING": "warning", "INFO": "info", "ERROR": "error", "DEBUG": "debug", "CRITICAL": "critical"}
+
+
+def is_record_start(line: bytes) -> bool:
+    return line.startswith(b"[") and _PREFIX_BYTES.match(line) is not None
+
+
+def continues(first: bytes, line: bytes) -> bool:
+    """Tracebacks and multi-line messages continue until the next prefixed line."""
+    return not (line.startswith(b"[") and _PREFIX_BYTES.match(line) is not None)
+
+
+def _task_event(doc: Document, msg: str) -> dict[str, Any] | None:
+    """``Task name[id] ...``: the task life-cycle messages of Celery >= 5.1 (and 4.x's succeeded)."""
+    m = TASK_EVENT.match(msg)
+    if m is None:
+        return None
+    task: dict[str, Any] = {"name": m.group(1), "id": m.group(2)}
+    rest = m.group(3)
+    if rest.startswith("received"):
+        task["state"] = "received"
+    elif rest.startswith("succeeded in "):
+        task["state"] = "succeeded"
+        s = SUCCEEDED.match(rest)
+        if s is not None:
+            try:
+                runtime = float(s.group(1))
+            except ValueError:
+                return task
+            task["runtime"] = runtime
+            doc["event"] = {"duration": int(runtime * 1e9)}
+    elif rest.startswith(("raised unexpected: ", "raised expected: ", "INTERNAL ERROR: ")):
+        kind, _, exc = rest.partition(": ")
+        task["state"] = "failed"
+        task["exception"] = exc.split("\n", 1)[0]
+        doc["event"] = {"outcome": "failure"}
+        if kind == "raised expected":
+            task["expected_failure"] = True
+    elif rest.startswith("retry: "):
+        task["state"] = "retry"
+        task["exception"] = rest[7:].split("\n", 1)[0]
+    elif rest == "ignored":
+        task["state"] = "ignored"
+    elif rest.startswith(("rejected", "Rejected")):
+        task["state"] = "rejected"
+    return task
+
+
+def _other_message(doc: Document, msg: str) -> dict[str, Any] | None:
+    """Older wording, time limits, revokes and broker trouble (first-letter dispatch, then regex)."""
+    first = msg[:1]
+    if first == "R" and msg.startswith("Received task: "):
+        m = RECEIVED_OLD.match(msg)
+        if m is not None:
+            return {"name": m.group(1), "id": m.group(2), "state": "received"}
+    elif first in ("S", "H") and "time limit" in msg:
+        m = TIME_LIMIT.match(msg)
+        if m is not None:
+            doc["event"] = {"outcome": "failure"}
+            return {
+                "name": m.group(3),
+                "id": m.group(4),
+                "state": "time_limit_exceeded",
+                "time_limit": {"type": m.group(1).lower(), "seconds": float(m.group(2))},
+            }
+    elif first == "D" and msg.startswith("Discarding revoked task: "):
+        m = REVOKED.match(msg)
+        if m is not None:
+            return {"name": m.group(1), "id": m.group(2), "state": "revoked"}
+    elif first == "c" and msg.startswith("consumer: "):
+        _broker_message(doc, msg)
+    return None
+
+
+def _broker_message(doc: Document, msg: str) -> None:
+    if msg.startswith("consumer: Cannot connect to "):
+        doc["event"] = {"category": ["network"], "type": ["connection", "error"], "outcome": "failure"}
+        doc["tags"] = ["broker_connection_error"]
+        m = CANNOT_CONNECT.match(msg)
+        if m is not None:
+            broker: dict[str, Any] = {"url": m.group(1)}
+            doc["celery"] = {"broker": broker}
+            doc["error"] = {"message": m.group(2)}
+            if m.group(3):
+                broker["retry"] = {
+                    "delay": float(m.group(3)),
+                    "attempt": int(m.group(4)),
+                    "max": int(m.group(5)),
+                }
+    elif msg.startswith("consumer: Connection to broker lost"):
+        doc["event"] = {"category": ["network"], "type": ["connection", "error"]}
+        doc["tags"] = ["broker_connection_lost"]
+
+
+def parse(text: str, ctx: ParseContext) -> Document:
+    first, nl, more = text.partition("\n")
+    m = PREFIX.match(first)
+    if m is None:
+        return {"message": text, "tags": ["unparsed"]}
+    date_time, ms, level, process = m.groups()
+    msg = first[m.end() :]
+    ts = ctx.times.local(date_time, ms)
+    doc: Document = {
+        "@timestamp": ts,
+        "log": {"level": LEVELS.get(level) or level.lower()},
+        "message": msg,
+        "process": {"name": process},
+    }
+    if ts is None:
+        doc["@timestamp"] = ctx.ingest_time
+        doc["tags"] = ["invalid_timestamp"]
+    if nl:
+        extra, trace = split_stack_trace(more.split("\n"))
+        if extra:
+            msg = f"{msg}\n{extra}"
+        if trace is not None:
+            etype, emsg = exception_from_trace(trace)
+            doc["error"] = {"stack_trace": trace, "type": etype, "message": emsg}
+        doc["message"] = msg = msg.rstrip("\n")
+    task: dict[str, Any] | None
+    if msg.startswith("Task "):
+        task = _task_event(doc, msg)
+    elif "]: " in msg and (m2 := TASK_PREFIXED.match(msg)) is not None:
+        # worker_task_log_format: "name[id]: message" - a record logged inside a task.
+        task = {"name": m2.group(1), "id": m2.group(2)}
+        doc["message"] = m2.group(3)
+    else:
+        task = _other_message(doc, msg)
+    if task is not None:
+        celery = doc.get("celery")
+        if celery is None:
+            doc["celery"] = {"task": task}
+        else:
+            celery["task"] = task
+        if task.get("state") == "failed" and "error" not in doc:
+            doc["error"] = {"message": task.get("exception")}
+    return doc
+
+
+PARSER = Parser(name="celery", dataset="celery.worker", continues=continues, parse=parse)
