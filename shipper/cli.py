@@ -72,6 +72,7 @@ def _own_logging(level: str = "INFO") -> logging.Logger:
     from .logconfig import install_json_logging
 
     install_json_logging(service_name="shipper", dataset="shipper.log", stream=sys.stderr, level=level)
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one line per request otherwise
     return logging.getLogger("shipper")
 
 
@@ -120,8 +121,128 @@ def tail_command(config_path: str, output: str, parse_records: bool) -> None:
         try:
             follow(tailer, config.watch, deliver, stop)
         finally:
+            tailer.close()
             sink.close()
         log.info("tail stopped", extra={"tailer": tailer.stats.__dict__})
+
+
+def _wait_for_mode(client: Any, configured: str, stop: threading.Event, log: logging.Logger) -> str | None:
+    """Ask the server which index mode to use; retry while it is unreachable (or until stopped)."""
+    from elastic_transport import TransportError
+
+    from .sink.setup import detect_mode
+
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            mode, note = detect_mode(client, configured)
+        except TransportError as exc:
+            log.warning("Elasticsearch unreachable, retrying", extra={"reason": str(exc), "retry_in": delay})
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        if note:
+            log.warning(note)
+        return mode
+    return None
+
+
+@cli.command("run")
+@CONFIG_OPTION
+@click.option("--log-level", default="INFO", show_default=True, help="Level of the shipper's own logs.")
+def run_command(config_path: str, log_level: str) -> None:
+    """Follow the inputs and ship them into Elasticsearch until SIGTERM/SIGINT."""
+    from .metrics import MetricsServer
+    from .pipeline import Pipeline
+    from .sink.bulk import EsTransport
+    from .sink.client import make_client
+    from .source import locked
+
+    config = load(config_path)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    log = _own_logging(log_level)
+    es = config.output.elasticsearch
+    client = make_client(es)
+    with locked(config.data_dir):
+        mode = _wait_for_mode(client, es.index_mode, stop, log)
+        if mode is None:
+            return
+        pipeline = Pipeline(config, EsTransport(client, es.compression), mode)
+        metrics = None
+        if config.metrics.enabled:
+            host, _, port = config.metrics.listen.rpartition(":")
+            metrics = MetricsServer(pipeline, host, int(port))
+            metrics.start()
+
+        def stop_pipeline() -> None:
+            stop.wait()
+            pipeline.stop()
+
+        threading.Thread(target=stop_pipeline, name="signals", daemon=True).start()
+        log.info(
+            "shipper started",
+            extra={
+                "index_mode": mode,
+                "inputs": [i.id for i in config.inputs],
+                "metrics": config.metrics.listen if metrics else None,
+            },
+        )
+        try:
+            pipeline.run()
+        finally:
+            if metrics is not None:
+                metrics.stop()
+        log.info(
+            "shipper stopped",
+            extra={"sink": pipeline.stats.__dict__, "tailer": pipeline.tailer.stats.__dict__},
+        )
+
+
+@cli.command("setup")
+@CONFIG_OPTION
+def setup_command(config_path: str) -> None:
+    """Install the index templates (and ILM policy) in Elasticsearch; safe to run again."""
+    from .sink.client import make_client
+    from .sink.setup import run_setup
+
+    config = load(config_path)
+    result = run_setup(make_client(config.output.elasticsearch), config.output.elasticsearch)
+    click.echo(f"index mode: {result.mode}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for kind in ("created", "updated", "unchanged"):
+        for name in getattr(result, kind):
+            click.echo(f"{kind}: {name}")
+
+
+@cli.command("status")
+@CONFIG_OPTION
+def status_command(config_path: str) -> None:
+    """Per-file acknowledged offsets and lag, from the checkpoint store."""
+    import os
+    from pathlib import Path
+
+    from .source import CheckpointStore
+
+    config = load(config_path)
+    store = CheckpointStore(Path(config.data_dir) / "checkpoints.json")
+    if not store.load():
+        click.echo(f"no checkpoints yet in {config.data_dir}")
+        return
+    click.echo(f"{'input':10s} {'state':9s} {'offset':>12s} {'size':>12s} {'lag':>10s}  path")
+    for st in sorted(store, key=lambda s: (s.input_id, s.path)):
+        try:
+            info = os.stat(st.path)
+            size: int | None = info.st_size if (info.st_dev, info.st_ino) == (st.dev, st.ino) else None
+        except OSError:
+            size = None
+        state = "finished" if st.finished else ("live" if size is not None else "rotated")
+        lag = "-" if size is None else str(max(0, size - st.offset))
+        click.echo(
+            f"{st.input_id:10s} {state:9s} {st.offset:12d} {size if size is not None else '-':>12} "
+            f"{lag:>10s}  {st.path}"
+        )
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -53,4 +53,5 @@ def test_events_trigger_reads_and_scans(tmp_path: Path, mode: str) -> None:
     finally:
         stop.set()
         thread.join(10)
+        tailer.close()
     assert not thread.is_alive()

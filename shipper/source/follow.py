@@ -21,7 +21,8 @@ def follow(
     on_batches: Callable[[list[Batch]], None],
     stop: threading.Event,
 ) -> None:
-    """Run until ``stop`` is set; then save the acknowledged positions and release the files."""
+    """Run until ``stop`` is set. The caller closes the tailer afterwards (``tailer.close()``), once
+    the last acknowledgements are in, so the final checkpoint includes them."""
     watcher = DirectoryWatcher(
         tailer.wake, tailer.rescan, polling=watch.mode == "polling", poll_interval=watch.scan_interval
     )
@@ -40,4 +41,3 @@ def follow(
                 tailer.wake.wait(IDLE_WAIT)
     finally:
         watcher.stop()
-        tailer.close()

@@ -166,8 +166,10 @@ class Tailer:
         return {d for d in dirs if os.path.isdir(d)}
 
     def files(self) -> list[FileStatus]:
+        """Per-file positions; safe to call from another thread (for metrics): it works on a copy
+        of the harvester list and tolerates files closed meanwhile."""
         out = []
-        for h in self._harvesters.values():
+        for h in list(self._harvesters.values()):
             size = None
             fd = h.fileno()
             if fd is not None:

@@ -1,0 +1,106 @@
+"""Run the real ``shipper run`` as a subprocess, and compute what it must have indexed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipper.parse import PARSERS
+from shipper.source.fingerprint import fingerprint_head
+from shipper.source.lines import LineSplitter
+from shipper.source.multiline import Grouper
+from shipper.source.records import Record, record_id
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def expected_ids(path: Path, parser: str) -> dict[str, bytes]:
+    """The ids (and raw records) a correct shipper indexes for a complete, unrotated file."""
+    data = path.read_bytes()
+    fp = fingerprint_head(data[:1024])
+    assert fp is not None
+    splitter, grouper = LineSplitter(0, 1 << 20), Grouper(PARSERS[parser].continues, 1 << 20)
+    out: list[Record] = []
+    grouper.feed(splitter.feed(data), out)
+    grouper.flush(out)
+    return {record_id(fp.key, r.offset): r.data for r in out}
+
+
+@dataclass
+class ShipperConfigFile:
+    path: Path
+    data_dir: Path
+    namespace: str
+
+
+def write_config(tmp: Path, es_url: str, inputs: str, extra: str = "") -> ShipperConfigFile:
+    namespace = "t" + uuid.uuid4().hex[:8]
+    data_dir = tmp / "data"
+    path = tmp / "shipper.yml"
+    path.write_text(f"""
+data_dir: {data_dir}
+inputs:
+{inputs}
+output:
+  elasticsearch:
+    hosts: ["{es_url}"]
+    namespace: {namespace}
+    request_timeout: 10
+    batch: {{max_docs: 500, max_bytes: 1048576, max_wait: 0.2}}
+    retry: {{initial_backoff: 0.05, max_backoff: 0.5}}
+watch:
+  scan_interval: 0.1
+  checkpoint_interval: 0.2
+  close_inactive: 1.0
+metrics:
+  enabled: false
+{extra}
+""")
+    return ShipperConfigFile(path, data_dir, namespace)
+
+
+class ShipperProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shipper", "run", "-c", str(self.config)],
+                cwd=REPO,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+
+    def wait_started(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log.read_bytes().count(b'"message":"shipper started"') < self.starts:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            assert time.monotonic() < deadline, self.tail()
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def ensure_dead(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
