@@ -71,7 +71,9 @@ def _own_logging(level: str = "INFO") -> logging.Logger:
     """The shipper logs about itself in the same ECS JSON it ships (stderr, dataset shipper.log)."""
     from .logconfig import install_json_logging
 
-    install_json_logging(service_name="shipper", dataset="shipper.log", stream=sys.stderr, level=level)
+    install_json_logging(
+        service_name="shipper", dataset="shipper.log", stream=sys.stderr, level=level, celery_context=False
+    )
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one line per request otherwise
     return logging.getLogger("shipper")
 
@@ -168,7 +170,7 @@ def run_command(config_path: str, log_level: str) -> None:
         mode = _wait_for_mode(client, es.index_mode, stop, log)
         if mode is None:
             return
-        pipeline = Pipeline(config, EsTransport(client, es.compression), mode)
+        pipeline = Pipeline(config, lambda: EsTransport(client, es.compression), mode)
         metrics = None
         if config.metrics.enabled:
             host, _, port = config.metrics.listen.rpartition(":")

@@ -73,9 +73,6 @@ class PipelineCollector:
             value=snap.in_flight_records,
         )
         yield GaugeMetricFamily(
-            "shipper_queue_batches", "Batches waiting to be encoded.", value=snap.queued_batches
-        )
-        yield GaugeMetricFamily(
             "shipper_last_successful_bulk_timestamp_seconds",
             "Wall-clock time of the last answered bulk request.",
             value=s.last_success,

@@ -1,10 +1,15 @@
 """``shipper run``: tail -> parse -> bulk, with acknowledgements flowing back to the checkpoints.
 
-Two threads. The *tailer thread* runs the follow loop and queues batches; the *shipping thread*
-(the caller's) parses and encodes them, fills bulk requests (bounded by documents, bytes and time),
-sends them, and acknowledges a tailer batch once every one of its documents is indexed, a
-duplicate (409) or dead-lettered. The tailer commits a file position only over acknowledged
-batches, so a crash at any moment loses nothing and the re-sent documents are refused as 409.
+The tailer hands out batches; :class:`Shipping` parses and encodes them, fills bulk requests
+(bounded by documents, bytes and time), sends them, and acknowledges a tailer batch once every
+one of its documents is indexed, a duplicate (409) or dead-lettered. The tailer commits a file
+position only over acknowledged batches, so a crash at any moment loses nothing and the re-sent
+documents are refused as 409.
+
+``workers: 0`` runs all of it in one thread of one process (reading a line costs a tenth of
+parsing and shipping it; a reader thread would only fight the parser for the GIL). With
+``workers: N`` the main process reads and keeps the checkpoints while N forked processes parse,
+encode and send (workers.py).
 
 Shutdown (SIGTERM/SIGINT): stop reading, ship what was read (for at most ``shutdown_timeout``
 seconds if Elasticsearch is unreachable), save the acknowledged positions, exit 0.
@@ -14,173 +19,235 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from .config import ShipperConfig
+from .config import BatchConfig, ShipperConfig
 from .parse import PARSERS, InputParsing, ParseContext, build_document, utc_now_iso
 from .sink.bulk import BulkSender, SinkStats
 from .sink.deadletter import DeadLetterFile
 from .sink.encode import IndexNaming, Item, make_item
-from .source import Batch, CheckpointStore, FileStatus, Tailer
-from .source.follow import follow
+from .source import CheckpointStore, FileStatus, Record, SourceRef, Tailer
+from .source.follow import IDLE_WAIT
+from .source.watcher import DirectoryWatcher
 
 log = logging.getLogger(__name__)
+
+Transport = Callable[[bytes], tuple[Any, int]]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the metrics endpoint shows; replaced whole by the threads that own the data."""
+    """What the metrics endpoint shows; replaced whole by the loop that owns the data."""
 
     files: tuple[FileStatus, ...] = ()
     in_flight_records: int = 0
-    queued_batches: int = 0
 
 
-class Pipeline:
+class Shipping:
+    """Encode batches, fill and send bulk requests, report fully resolved batches to ``on_ack``."""
+
     def __init__(
         self,
         config: ShipperConfig,
-        transport: Callable[[bytes], tuple[Any, int]],
+        transport: Transport,
         index_mode: str,
-        shutdown_timeout: float = 10.0,
+        on_ack: Callable[[int], None],
+        stop_sending: threading.Event,
     ) -> None:
         es = config.output.elasticsearch
-        self.config = config
-        self.store = CheckpointStore.open(config.data_dir)
-        rules = {inp.id: PARSERS[inp.parser].continues for inp in config.inputs}
-        self.tailer = Tailer(config.inputs, self.store, config.watch, rules=rules)
         self.parsing = {inp.id: InputParsing.from_config(inp, config.hostname) for inp in config.inputs}
         self.naming = IndexNaming(index_mode, es.namespace)
         self.data_stream = index_mode == "data_stream"
         self.dead_letter = DeadLetterFile(os.path.join(config.data_dir, "dead-letter.ndjson"))
-        self.stop_reading = threading.Event()
-        self.stop_sending = threading.Event()
-        self.shutdown_timeout = shutdown_timeout
         self.stats = SinkStats()
+        self.on_ack = on_ack
         self.sender = BulkSender(
             transport,
             self.dead_letter,
             self._resolved,
-            self.stop_sending,
+            stop_sending,
             es.retry.initial_backoff,
             es.retry.max_backoff,
             self.stats,
         )
-        self.batch = es.batch
-        self._queue: queue.Queue[Batch] = queue.Queue()
+        self.batch: BatchConfig = es.batch
         self._remaining: dict[int, int] = {}  # tailer batch seq -> documents not yet resolved
-        self.snapshot = Snapshot()
-        self.encode_errors = 0
-
-    # -- acknowledgements
+        self.buf: list[Item] = []
+        self.buf_bytes = 0
+        self.deadline: float | None = None
 
     def _resolved(self, items: list[Item]) -> None:
         remaining = self._remaining
-        for item in items:
-            left = remaining[item.batch_seq] - 1
+        for seq, n in Counter(map(itemgetter(1), items)).items():  # counted in C, not per item
+            left = remaining[seq] - n
             if left:
-                remaining[item.batch_seq] = left
+                remaining[seq] = left
             else:
-                del remaining[item.batch_seq]
-                self.tailer.ack(item.batch_seq)
+                del remaining[seq]
+                self.on_ack(seq)
 
-    # -- encoding
-
-    def encode(self, batch: Batch) -> list[Item]:
-        src = batch.source
-        ip = self.parsing[src.input_id]
+    def add(self, seq: int, source: SourceRef, records: Sequence[Record]) -> None:
+        ip = self.parsing[source.input_id]
         ctx = ParseContext(ip.times, utc_now_iso())
-        naming, ds, namespace = self.naming, self.data_stream, self.naming.namespace
+        naming, namespace = self.naming, self.naming.namespace
+        ds = self.data_stream
         items = []
-        for record in batch.records:
-            doc_id, dataset, doc = build_document(record, src, ip, ctx)
+        for record in records:
+            doc_id, dataset, doc = build_document(record, source, ip, ctx)
             index = naming.index(dataset, doc["@timestamp"])
-            items.append(make_item(doc_id, index, doc, batch.seq, (dataset, namespace) if ds else None))
-        self._remaining[batch.seq] = len(items)
-        return items
+            items.append(make_item(naming, doc_id, index, doc, seq, (dataset, namespace) if ds else None))
+        self._remaining[seq] = len(items)
+        self.buf.extend(items)
+        self.buf_bytes += sum(len(i.body) for i in items)
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.batch.max_wait
 
-    # -- threads
+    def due(self, now: float) -> bool:
+        return bool(self.buf) and (
+            len(self.buf) >= self.batch.max_docs
+            or self.buf_bytes >= self.batch.max_bytes
+            or (self.deadline is not None and now >= self.deadline)
+        )
 
-    def _tailer_thread(self) -> None:
-        def queue_batches(batches: list[Batch]) -> None:
-            for b in batches:
-                self._queue.put(b)
-
-        follow(self.tailer, self.config.watch, queue_batches, self.stop_reading)
-
-    def _flush(self, buf: list[Item]) -> bool:
-        """Send ``buf`` in requests of at most max_docs / max_bytes."""
+    def flush(self) -> bool:
+        """Send the buffer in requests of at most max_docs and max_bytes (sizes summed in C)."""
+        buf, self.buf, self.buf_bytes, self.deadline = self.buf, [], 0, None
         max_docs, max_bytes = self.batch.max_docs, self.batch.max_bytes
+        sizes = [len(i.body) for i in buf]
         start = 0
         while start < len(buf):
-            end, size = start, 0
-            while (
-                end < len(buf) and end - start < max_docs and (size == 0 or size + buf[end].size <= max_bytes)
-            ):
-                size += buf[end].size
-                end += 1
+            end = min(len(buf), start + max_docs)
+            while end - start > 1 and sum(sizes[start:end]) > max_bytes:
+                end = start + max(1, (end - start) // 2)
             if not self.sender.send(buf[start:end]):
                 return False
             start = end
         return True
 
-    def run(self) -> None:
-        tailer_thread = threading.Thread(target=self._tailer_thread, name="tailer", daemon=True)
-        tailer_thread.start()
-        buf: list[Item] = []
-        buf_bytes = 0
-        deadline: float | None = None
-        stop_deadline: float | None = None
-        max_wait = self.batch.max_wait
-        while True:
-            now = time.monotonic()
-            if self.stop_reading.is_set() and stop_deadline is None:
-                stop_deadline = now + self.shutdown_timeout
-            if stop_deadline is not None and now >= stop_deadline and not self.stop_sending.is_set():
-                log.warning("shutdown timeout: leaving unsent records for the next start")
-                self.stop_sending.set()
-            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
-            try:
-                batch = self._queue.get(timeout=wait)
-            except queue.Empty:
-                batch = None
-            if batch is not None:
-                items = self.encode(batch)
-                buf.extend(items)
-                buf_bytes += sum(i.size for i in items)
-                if deadline is None:
-                    deadline = time.monotonic() + max_wait
-            now = time.monotonic()
-            draining = self.stop_reading.is_set() and not tailer_thread.is_alive() and self._queue.empty()
-            if buf and (
-                len(buf) >= self.batch.max_docs
-                or buf_bytes >= self.batch.max_bytes
-                or (deadline is not None and now >= deadline)
-                or draining
-            ):
-                self._flush(buf)
-                buf, buf_bytes, deadline = [], 0, None
-                self._publish()
-            if (draining and not buf) or self.stop_sending.is_set():
-                break
-            if batch is None:
-                self._publish()
-        tailer_thread.join(10)
-        self.tailer.close()  # applies the last acknowledgements and saves the checkpoint
+    def close(self) -> None:
         self.dead_letter.close()
+
+
+class Pipeline:
+    """The whole run loop; with ``workers > 0`` the shipping happens in worker processes."""
+
+    def __init__(
+        self,
+        config: ShipperConfig,
+        transport_factory: Callable[[], Transport],
+        index_mode: str,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.store = CheckpointStore.open(config.data_dir)
+        rules = {inp.id: PARSERS[inp.parser].continues for inp in config.inputs}
+        self.tailer = Tailer(config.inputs, self.store, config.watch, rules=rules)
+        self.stop_reading = threading.Event()
+        self.stop_sending = threading.Event()
+        self.shutdown_timeout = shutdown_timeout
+        self.snapshot = Snapshot()
+        self.workers = config.output.elasticsearch.workers
+        self.index_mode = index_mode
+        self.transport_factory = transport_factory
+        self.shipping: Shipping | None = None
+        self.pool: Any = None
+
+    @property
+    def stats(self) -> SinkStats:
+        if self.pool is not None:
+            return self.pool.stats()  # type: ignore[no-any-return]
+        return self.shipping.stats if self.shipping is not None else SinkStats()
+
+    def run(self) -> None:
+        watch = self.config.watch
+        watcher = DirectoryWatcher(
+            self.tailer.wake,
+            self.tailer.rescan,
+            polling=watch.mode == "polling",
+            poll_interval=watch.scan_interval,
+        )
+        try:
+            if self.workers:
+                from .workers import WorkerPool
+
+                self.pool = WorkerPool(self.config, self.index_mode, self.workers, self.shutdown_timeout)
+                self.pool.start()
+                self._loop_with_workers(watcher)
+            else:
+                self.shipping = Shipping(
+                    self.config, self.transport_factory(), self.index_mode, self.tailer.ack, self.stop_sending
+                )
+                self._loop(watcher, self.shipping)
+        finally:
+            watcher.stop()
+            self.tailer.close()  # applies the last acknowledgements and saves the checkpoint
+            if self.shipping is not None:
+                self.shipping.close()
+
+    def _housekeeping(self, watcher: DirectoryWatcher, now: float, timers: list[float]) -> None:
+        if now >= timers[0]:
+            watcher.update(self.tailer.watched_dirs())
+            timers[0] = now + self.config.watch.scan_interval
+        if now >= timers[1]:
+            self._publish()
+            timers[1] = now + 1.0
+
+    def _loop(self, watcher: DirectoryWatcher, shipping: Shipping) -> None:
+        timers = [0.0, 0.0]
+        while True:
+            reading = not self.stop_reading.is_set()
+            self.tailer.wake.clear()
+            batches = self.tailer.poll() if reading else []
+            for batch in batches:
+                shipping.add(batch.seq, batch.source, batch.records)
+            now = time.monotonic()
+            if shipping.buf and (not reading or shipping.due(now)):
+                shipping.flush()
+            if not reading or self.stop_sending.is_set():
+                return
+            self._housekeeping(watcher, now, timers)
+            if not batches or self.tailer.backpressured:
+                deadline = shipping.deadline
+                timeout = IDLE_WAIT if deadline is None else max(0.0, min(IDLE_WAIT, deadline - now))
+                self.tailer.wake.wait(timeout)
+
+    def _loop_with_workers(self, watcher: DirectoryWatcher) -> None:
+        pool = self.pool
+        timers = [0.0, 0.0]
+        while True:
+            for seq in pool.collect(timeout=0):
+                self.tailer.ack(seq)
+            if self.stop_reading.is_set():
+                for seq in pool.drain():
+                    self.tailer.ack(seq)
+                return
+            self.tailer.wake.clear()
+            batches = self.tailer.poll() if pool.has_room() else []
+            for batch in batches:
+                pool.dispatch(batch)
+            self._housekeeping(watcher, time.monotonic(), timers)
+            if not batches or self.tailer.backpressured:
+                for seq in pool.collect(timeout=IDLE_WAIT / 5):
+                    self.tailer.ack(seq)
+            if not pool.alive():
+                raise RuntimeError("a shipping worker process died; stopping (positions are safe)")
 
     def _publish(self) -> None:
         self.snapshot = Snapshot(
-            files=tuple(self.tailer.files()) if not self.stop_reading.is_set() else self.snapshot.files,
+            files=tuple(self.tailer.files()),
             in_flight_records=self.tailer.tracker.in_flight_records,
-            queued_batches=self._queue.qsize(),
         )
 
     def stop(self) -> None:
+        """Stop reading and ship what was read; give up retrying after ``shutdown_timeout``."""
         self.stop_reading.set()
         self.tailer.wake.set()
+        timer = threading.Timer(self.shutdown_timeout, self.stop_sending.set)
+        timer.daemon = True
+        timer.start()

@@ -149,7 +149,8 @@ def test_restart_appends_without_duplicates(tmp_path: Path, es_url: str) -> None
     assert len(read_dead_letters(cfg.data_dir)) == 1  # not dead-lettered twice
 
 
-def test_faults_429_503_resets_outage_and_kill_9(tmp_path: Path, es_url: str) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_faults_429_503_resets_outage_and_kill_9(tmp_path: Path, es_url: str, workers: int) -> None:
     """Items refused with 429 (twice each), whole requests 503, connections reset mid-request, the
     server unreachable for a while, and a kill -9: the index ends with exactly the expected set."""
     logs, expected, bad_id = prepare_logs(tmp_path)
@@ -159,7 +160,7 @@ def test_faults_429_503_resets_outage_and_kill_9(tmp_path: Path, es_url: str) ->
     proxy.fail_requests = 3
     proxy.reset_requests = 2
     # Extra lines written while faults are active, so some are read during the outage.
-    cfg = write_config(tmp_path, proxy.url, INPUTS.format(logs=logs))
+    cfg = write_config(tmp_path, proxy.url, INPUTS.format(logs=logs), workers=workers)
     shipper = ShipperProcess(cfg.path, tmp_path / "shipper.log")
     try:
         shipper.start()

@@ -203,3 +203,25 @@ def test_prune_forgets_only_old_finished_entries(tmp_path: Path) -> None:
 
     assert store.prune(older_than=time.time() + 1) == ["done"]
     assert store.get("live") is not None
+
+
+def test_data_dir_lock_keeps_a_second_shipper_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from shipper.source import locked
+
+    probe = (
+        "import sys\nfrom shipper.source import locked\nfrom shipper.errors import ShipperError\n"
+        "try:\n    with locked(sys.argv[1]):\n        print('got it')\n"
+        "except ShipperError as e:\n    print(e)\n"
+    )
+    with locked(tmp_path):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
+        assert "another shipper is running" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "got it"

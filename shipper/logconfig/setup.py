@@ -39,6 +39,8 @@ class JsonLoggingOptions:
     kombu_level: int | str | None = None
     include_task_args: bool = False
     static_fields: Mapping[str, Any] = field(default_factory=dict)
+    #: Add the Celery task context filter (imports Celery); off for processes that run no tasks.
+    celery_context: bool = True
 
 
 def _our_handlers(logger: logging.Logger) -> list[logging.Handler]:
@@ -54,7 +56,7 @@ def build_handlers(options: JsonLoggingOptions, worker_hostname: str | None = No
         include_task_args=options.include_task_args,
         static_fields=options.static_fields,
     )
-    context = CeleryContextFilter(worker_hostname)
+    context = CeleryContextFilter(worker_hostname) if options.celery_context else None
     handlers: list[logging.Handler] = []
     if options.logfile:
         handlers.append(JsonLinesFileHandler(options.logfile))
@@ -63,7 +65,8 @@ def build_handlers(options: JsonLoggingOptions, worker_hostname: str | None = No
         handlers.append(logging.StreamHandler(stream))
     for handler in handlers:
         handler.setFormatter(formatter)
-        handler.addFilter(context)
+        if context is not None:
+            handler.addFilter(context)
         setattr(handler, _MARK, True)
     return handlers
 

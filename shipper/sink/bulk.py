@@ -47,9 +47,15 @@ class RequestFailed(Exception):
         self.status, self.reason, self.retry = status, reason, retry
 
 
+try:  # ISA-L: byte-compatible gzip, six times cheaper than zlib at the same ratio
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - platforms without isal wheels
+    _deflate = zlib  # type: ignore[misc]
+
+
 def gzip_body(body: bytes) -> bytes:
-    co = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: gzip framing
-    return co.compress(body) + co.flush()
+    co = _deflate.compressobj(1, _deflate.DEFLATED, 31)  # wbits 31: gzip framing
+    return bytes(co.compress(body) + co.flush())
 
 
 class EsTransport:
@@ -69,7 +75,8 @@ class EsTransport:
 
         payload = gzip_body(body) if self.compress else body
         try:
-            resp = self.client.bulk(operations=payload)
+            # Only what classify() reads: the response shrinks to a status (and error) per item.
+            resp = self.client.bulk(operations=payload, filter_path="errors,items.*.status,items.*.error")
         except ApiError as exc:
             status = exc.meta.status if exc.meta is not None else None
             retry = status is None or status == 429 or status >= 500 or status in (401, 403, 408)
@@ -113,7 +120,7 @@ class BulkSender:
         attempt = 0
         while pending:
             try:
-                response, wire_bytes = self.transport(b"".join(i.body for i in pending))
+                response, wire_bytes = self.transport(b"".join([i.body for i in pending]))
             except RequestFailed as failure:
                 self.stats.failed_requests += 1
                 if failure.status == 413:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .encode import Item, document_of
+from .encode import Item, item_parts
 
 
 class DeadLetterFile:
@@ -29,15 +29,16 @@ class DeadLetterFile:
         out = bytearray()
         n = 0
         for item, status, error, reason in entries:
+            doc_id, index, document = item_parts(item)
             out += orjson.dumps(
                 {
                     "@timestamp": now,
-                    "_id": item.doc_id,
-                    "_index": item.index,
+                    "_id": doc_id,
+                    "_index": index,
                     "status": status,
                     "reason": reason,
                     "error": error,
-                    "document": document_of(item),
+                    "document": document,
                 },
                 default=str,
             )

@@ -160,7 +160,11 @@ class CheckpointStore:
 @contextlib.contextmanager
 def locked(data_dir: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on the data dir: two shippers on one checkpoint file would both
-    ship everything and overwrite each other's positions."""
+    ship everything and overwrite each other's positions.
+
+    A POSIX record lock (``lockf``), not ``flock``: forked worker processes do not inherit it, so
+    after a ``kill -9`` of the main process a lingering worker cannot keep a restart out.
+    """
     import fcntl
 
     directory = Path(data_dir)
@@ -168,8 +172,8 @@ def locked(data_dir: str | os.PathLike[str]) -> Iterator[None]:
     fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EACCES or EAGAIN, depending on the system
             raise CheckpointError(f"another shipper is running on data_dir {directory}") from None
         yield
     finally:

@@ -38,7 +38,7 @@ class ShipperConfigFile:
     namespace: str
 
 
-def write_config(tmp: Path, es_url: str, inputs: str, extra: str = "") -> ShipperConfigFile:
+def write_config(tmp: Path, es_url: str, inputs: str, extra: str = "", workers: int = 0) -> ShipperConfigFile:
     namespace = "t" + uuid.uuid4().hex[:8]
     data_dir = tmp / "data"
     path = tmp / "shipper.yml"
@@ -50,6 +50,7 @@ output:
   elasticsearch:
     hosts: ["{es_url}"]
     namespace: {namespace}
+    workers: {workers}
     request_timeout: 10
     batch: {{max_docs: 500, max_bytes: 1048576, max_wait: 0.2}}
     retry: {{initial_backoff: 0.05, max_backoff: 0.5}}
