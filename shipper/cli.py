@@ -247,6 +247,55 @@ def status_command(config_path: str) -> None:
         )
 
 
+@cli.command("search")
+@CONFIG_OPTION
+@click.argument("query", required=False, default="*")
+@click.option("--task-id", help="Everything about one Celery task: worker and broker lines.")
+@click.option("--dataset", help="celery.worker, rabbitmq.log, ...")
+@click.option("--size", default=20, show_default=True, help="How many documents.")
+@click.option("--json", "as_json", is_flag=True, help="Print whole documents as JSON lines.")
+def search_command(
+    config_path: str, query: str, task_id: str | None, dataset: str | None, size: int, as_json: bool
+) -> None:
+    """Search the shipped logs (Lucene query_string syntax, newest first).
+
+    \b
+    shipper search 'log.level:error'
+    shipper search --task-id 1f0c6f0e-...
+    shipper search 'tags:authentication_failure' --dataset rabbitmq.log
+    """
+    import orjson
+
+    from .search import search
+    from .sink.client import make_client
+
+    config = load(config_path)
+    hits = search(
+        make_client(config.output.elasticsearch), query, task_id=task_id, dataset=dataset, size=size
+    )
+    for doc in hits:
+        if as_json:
+            click.echo(orjson.dumps(doc).decode())
+            continue
+        level = (doc.get("log") or {}).get("level", "-")
+        ds = (doc.get("event") or {}).get("dataset", "-")
+        click.echo(f"{doc.get('@timestamp', '-')} {level:7s} {ds:13s} {doc.get('message', '')}".rstrip())
+    if not hits:
+        click.echo("no documents match", err=True)
+
+
+@cli.command("summary")
+@CONFIG_OPTION
+def summary_command(config_path: str) -> None:
+    """Documents per dataset and level, and the latest failed tasks with their error."""
+    from .search import summary
+    from .sink.client import make_client
+
+    config = load(config_path)
+    for line in summary(make_client(config.output.elasticsearch)):
+        click.echo(line)
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="shipper", standalone_mode=False)

@@ -1,0 +1,1 @@
+"""A small Celery app for the quickstart: tasks that succeed, fail, retry and log."""
