@@ -296,6 +296,54 @@ def summary_command(config_path: str) -> None:
         click.echo(line)
 
 
+@cli.group("kibana")
+def kibana_group() -> None:
+    """Kibana saved objects: data views, saved searches, a dashboard."""
+
+
+@kibana_group.command("export")
+def kibana_export() -> None:
+    """Print the saved objects as NDJSON (what kibana/saved_objects.ndjson holds)."""
+    from .kibana import to_ndjson
+
+    click.echo(to_ndjson(), nl=False)
+
+
+@kibana_group.command("import")
+@click.option("--url", required=True, help="Kibana base URL, e.g. https://kibana:5601")
+@click.option("--space", help="Kibana space id (default space if omitted).")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="NDJSON to import (default: the objects built into this version).",
+)
+def kibana_import(url: str, space: str | None, path: str | None) -> None:
+    """Import the saved objects (overwrite). Credentials: KIBANA_USERNAME/KIBANA_PASSWORD or
+    KIBANA_API_KEY in the environment. Exits non-zero if any object failed."""
+    import base64
+    import os
+
+    from .kibana import KibanaError, import_objects, to_ndjson
+
+    auth = None
+    if os.environ.get("KIBANA_API_KEY"):
+        auth = f"ApiKey {os.environ['KIBANA_API_KEY']}"
+    elif os.environ.get("KIBANA_USERNAME"):
+        pair = f"{os.environ['KIBANA_USERNAME']}:{os.environ.get('KIBANA_PASSWORD', '')}".encode()
+        auth = f"Basic {base64.b64encode(pair).decode()}"
+    ndjson = open(path, encoding="utf-8").read() if path else to_ndjson()  # noqa: SIM115
+    result = import_objects(url, ndjson, space=space, auth=auth)
+    for name in result.created:
+        click.echo(f"created: {name}")
+    for name in result.updated:
+        click.echo(f"updated: {name}")
+    for name in result.failed:
+        click.echo(f"failed: {name}", err=True)
+    if result.failed:
+        raise KibanaError(f"{len(result.failed)} saved object(s) failed to import")
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="shipper", standalone_mode=False)

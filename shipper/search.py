@@ -19,9 +19,13 @@ class SearchError(ShipperError):
     """The search could not run (server unreachable, bad query)."""
 
 
-def _query(query: str, task_id: str | None, dataset: str | None) -> dict[str, Any]:
+def _query(query: str, task_id: str | None, dataset: str | None, kql: bool = False) -> dict[str, Any]:
     must: list[dict[str, Any]] = []
-    if query and query != "*":
+    if kql and query and query != "*":
+        from .kql import to_query
+
+        must.append(to_query(query))
+    elif query and query != "*":
         must.append({"query_string": {"query": query, "default_field": "message"}})
     if task_id:
         must.append({"term": {"celery.task.id": task_id}})

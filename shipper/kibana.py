@@ -1,0 +1,267 @@
+"""Kibana saved objects (data views, saved searches, a dashboard) and their import.
+
+Defined here, exported to ``kibana/saved_objects.ndjson`` (``shipper kibana export``); a test keeps
+the file and this module identical. ``shipper kibana import`` posts the file to Kibana's saved
+objects API with ``overwrite=true``; Kibana answers 200 even when objects fail, so the body is read
+and any failure makes the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ShipperError
+
+PREFIX = "celery-log-shipper"
+DATA_VIEWS = {
+    "celery": ("Celery workers", "logs-celery.worker-*"),
+    "rabbitmq": ("RabbitMQ", "logs-rabbitmq.log-*"),
+    "all": ("Celery and RabbitMQ", "logs-celery.worker-*,logs-rabbitmq.log-*"),
+    "events": ("Celery events", "logs-celery.events-*"),
+}
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    slug: str
+    title: str
+    view: str
+    kql: str
+    columns: tuple[str, ...]
+    ascending: bool = False
+
+
+SEARCHES = (
+    SavedSearch(
+        "all-errors",
+        "All errors (Celery and RabbitMQ)",
+        "all",
+        'log.level: ("error" or "critical")',
+        ("event.dataset", "log.level", "celery.task.name", "message"),
+    ),
+    SavedSearch(
+        "failed-tasks",
+        "Celery: failed tasks",
+        "celery",
+        'celery.task.state: "failed"',
+        ("celery.task.name", "celery.task.id", "error.type", "error.message"),
+    ),
+    SavedSearch(
+        "retried-tasks",
+        "Celery: retried tasks",
+        "celery",
+        'celery.task.state: "retry"',
+        ("celery.task.name", "celery.task.id", "celery.task.exception"),
+    ),
+    SavedSearch(
+        "slow-tasks",
+        "Celery: tasks slower than 10 s",
+        "celery",
+        "celery.task.runtime > 10",
+        ("celery.task.name", "celery.task.runtime", "celery.task.id"),
+    ),
+    SavedSearch(
+        "task-timeline",
+        "Celery: one task's timeline (edit the id)",
+        "all",
+        "celery.task.id: *",
+        ("celery.task.state", "process.name", "log.logger", "message"),
+        ascending=True,
+    ),
+    SavedSearch(
+        "time-limits",
+        "Celery: time limits exceeded",
+        "celery",
+        'celery.task.state: "time_limit_exceeded"',
+        ("celery.task.name", "celery.task.time_limit.type", "celery.task.time_limit.seconds"),
+    ),
+    SavedSearch(
+        "broker-connection-errors",
+        "Celery/kombu: broker connection errors",
+        "celery",
+        'tags: ("broker_connection_error" or "broker_connection_lost")',
+        ("celery.broker.url", "celery.broker.retry.attempt", "message"),
+    ),
+    SavedSearch(
+        "rabbitmq-alarms",
+        "RabbitMQ: memory and disk alarms",
+        "rabbitmq",
+        'tags: ("memory_alarm" or "disk_alarm")',
+        ("rabbitmq.alarm.type", "rabbitmq.alarm.state", "message"),
+    ),
+    SavedSearch(
+        "rabbitmq-abrupt-closes",
+        "RabbitMQ: connections closed abruptly or missed heartbeats",
+        "rabbitmq",
+        'tags: ("connection_closed_abruptly" or "missed_heartbeats")',
+        ("source.ip", "user.name", "rabbitmq.connection.close_reason"),
+    ),
+    SavedSearch(
+        "rabbitmq-auth-failures",
+        "RabbitMQ: authentication failures",
+        "rabbitmq",
+        'tags: "authentication_failure"',
+        ("user.name", "source.ip", "rabbitmq.auth.reason"),
+    ),
+)
+
+
+def _id(slug: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PREFIX}/{slug}"))
+
+
+def objects() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key, (name, pattern) in DATA_VIEWS.items():
+        out.append(
+            {
+                "id": f"{PREFIX}-{key}",
+                "type": "index-pattern",
+                "managed": False,
+                "references": [],
+                "coreMigrationVersion": "8.8.0",
+                "typeMigrationVersion": "8.0.0",
+                "attributes": {
+                    "title": pattern,
+                    "name": name,
+                    "timeFieldName": "@timestamp",
+                    "fieldAttrs": "{}",
+                    "fields": "[]",
+                    "runtimeFieldMap": "{}",
+                    "sourceFilters": "[]",
+                },
+            }
+        )
+    for s in SEARCHES:
+        source = {
+            "query": {"query": s.kql, "language": "kuery"},
+            "filter": [],
+            "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index",
+        }
+        out.append(
+            {
+                "id": _id(s.slug),
+                "type": "search",
+                "managed": False,
+                "coreMigrationVersion": "8.8.0",
+                "typeMigrationVersion": "8.0.0",
+                "attributes": {
+                    "title": s.title,
+                    "description": f"KQL: {s.kql}",
+                    "columns": list(s.columns),
+                    "sort": [["@timestamp", "asc" if s.ascending else "desc"]],
+                    "grid": {},
+                    "hideChart": False,
+                    "isTextBasedQuery": False,
+                    "timeRestore": False,
+                    "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source)},
+                },
+                "references": [
+                    {
+                        "id": f"{PREFIX}-{s.view}",
+                        "name": "kibanaSavedObjectMeta.searchSourceJSON.index",
+                        "type": "index-pattern",
+                    }
+                ],
+            }
+        )
+    panels, refs = [], []
+    for i, s in enumerate(SEARCHES):
+        panels.append(
+            {
+                "type": "search",
+                "panelIndex": str(i),
+                "embeddableConfig": {},
+                "panelRefName": f"panel_{i}",
+                "gridData": {"x": (i % 2) * 24, "y": (i // 2) * 15, "w": 24, "h": 15, "i": str(i)},
+            }
+        )
+        refs.append({"name": f"panel_{i}", "type": "search", "id": _id(s.slug)})
+    out.append(
+        {
+            "id": _id("dashboard"),
+            "type": "dashboard",
+            "managed": False,
+            "coreMigrationVersion": "8.8.0",
+            "typeMigrationVersion": "8.9.0",
+            "attributes": {
+                "title": "Celery and RabbitMQ: what went wrong",
+                "description": "All saved searches together",
+                "panelsJSON": json.dumps(panels),
+                "timeRestore": False,
+                "version": 1,
+                "optionsJSON": json.dumps(
+                    {"useMargins": True, "syncColors": False, "hidePanelTitles": False}
+                ),
+                "kibanaSavedObjectMeta": {
+                    "searchSourceJSON": json.dumps(
+                        {"query": {"query": "", "language": "kuery"}, "filter": []}
+                    )
+                },
+            },
+            "references": refs,
+        }
+    )
+    return out
+
+
+def to_ndjson(objs: list[dict[str, Any]] | None = None) -> str:
+    return "".join(json.dumps(o, sort_keys=True) + "\n" for o in (objs if objs is not None else objects()))
+
+
+class KibanaError(ShipperError):
+    """Kibana refused the import, or some objects failed."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+def import_objects(
+    url: str, ndjson: str, space: str | None = None, auth: str | None = None, timeout: float = 30.0
+) -> ImportResult:
+    """POST the objects to ``/api/saved_objects/_import?overwrite=true`` and read every result."""
+    if not url.startswith(("http://", "https://")):
+        raise KibanaError(f"--url must start with http:// or https://, got {url!r}")
+    base = url.rstrip("/") + (f"/s/{space}" if space else "")
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="objects.ndjson"\r\n'
+        f"Content-Type: application/ndjson\r\n\r\n{ndjson}\r\n--{boundary}--\r\n"
+    ).encode()
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
+        f"{base}/api/saved_objects/_import?overwrite=true", data=body, method="POST"
+    )
+    req.add_header("kbn-xsrf", "celery-log-shipper")
+    req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    if auth:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL from the user
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise KibanaError(f"Kibana refused the import: HTTP {exc.code} {exc.read()[:300]!r}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise KibanaError(f"cannot reach Kibana at {url}: {exc}") from None
+    except ValueError:
+        raise KibanaError("Kibana answered with something that is not JSON") from None
+    created: list[str] = []
+    updated: list[str] = []
+    for r in answer.get("successResults", []):
+        label = f"{r.get('type')}/{r.get('id')}"
+        (updated if r.get("overwrite") else created).append(label)
+    failed = [
+        f"{e.get('type')}/{e.get('id')}: {(e.get('error') or {}).get('type', 'error')}"
+        for e in answer.get("errors", [])
+    ]
+    if not answer.get("success", False) and not failed:
+        failed.append("import reported success: false")
+    return ImportResult(tuple(created), tuple(updated), tuple(failed))
