@@ -2,11 +2,14 @@
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# rabbitmq-server and logrotate for the real-component tests; python3-venv for the virtualenv.
+# rabbitmq-server and logrotate for the real-component tests, docker-compose to validate the
+# compose file, python3-venv for the virtualenv.
 ensure_apt_packages() {
   local need=()
   [ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
   [ -x /usr/sbin/logrotate ] || command -v logrotate >/dev/null || need+=(logrotate)
+  # Parses docker-compose.elk.yml in the tests (no Docker engine needed).
+  command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v curl >/dev/null || need+=(curl)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv python3-pip)
   if [ ${#need[@]} -gt 0 ]; then
