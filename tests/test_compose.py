@@ -38,11 +38,17 @@ def test_compose_file_is_valid_and_complete(tmp_path: Path) -> None:
     assert es_env["xpack.security.enabled"] == "true" and es_env["ELASTIC_PASSWORD"] == "change-me-elastic"
     assert services["setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
     assert services["shipper"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
-    assert "shipper setup" in " ".join(services["setup"]["command"]) and "kibana import" in " ".join(
-        services["setup"]["command"]
-    )
-    mounts = {v["target"]: v for v in services["shipper"]["volumes"]}
-    assert mounts["/var/log/celery"]["read_only"] and mounts["/var/log/rabbitmq"]["read_only"]
+    setup_cmd = services["setup"]["command"]
+    setup_cmd = setup_cmd if isinstance(setup_cmd, str) else " ".join(setup_cmd)
+    assert "shipper setup" in setup_cmd and "shipper kibana import" in setup_cmd
+    mounts = {}
+    for v in services["shipper"]["volumes"]:  # "src:target:ro" (compose v1) or a mapping (v2)
+        if isinstance(v, str):
+            _src, target, *mode = v.split(":")
+            mounts[target] = bool(mode and mode[0] == "ro")
+        else:
+            mounts[v["target"]] = bool(v.get("read_only"))
+    assert mounts["/var/log/celery"] and mounts["/var/log/rabbitmq"] and not mounts["/var/lib/shipper"]
     assert set(cfg["volumes"]) >= {"esdata", "celery-logs", "rabbitmq-logs", "shipper-data"}
     # The shipper container reads the files the other containers write, where its config looks.
     assert services["rabbitmq"]["environment"]["RABBITMQ_LOGS"].startswith("/var/log/rabbitmq/rabbit@")
