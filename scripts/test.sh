@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_apt_packages
 ensure_venv ".[test]"
 ensure_rabbitmq
+export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
 .venv/bin/ruff check .

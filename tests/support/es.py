@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ def elasticsearch_server(tmp: Path) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    binary = shutil.which("noida-db")
+    # Next to this interpreter first (the project's venv), then on PATH.
+    beside = Path(sys.executable).parent / "noida-db"
+    binary = str(beside) if beside.exists() else shutil.which("noida-db")
     if binary is None:
         missing("noida-db (pip install noida-db) or ES_URL")
     port = free_port()
