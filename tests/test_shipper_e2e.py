@@ -80,6 +80,7 @@ def test_files_to_searchable_documents_exactly_once(tmp_path: Path, es_url: str)
     cfg = write_config(tmp_path, es_url, INPUTS.format(logs=logs))
     shipper = ShipperProcess(cfg.path, tmp_path / "shipper.log")
     try:
+        shipper.setup()
         shipper.start()
         shipper.wait_started()
         wanted = set(expected) - {bad_id}
@@ -126,6 +127,7 @@ def test_restart_appends_without_duplicates(tmp_path: Path, es_url: str) -> None
     cfg = write_config(tmp_path, es_url, INPUTS.format(logs=logs))
     shipper = ShipperProcess(cfg.path, tmp_path / "shipper.log")
     try:
+        shipper.setup()
         shipper.start()
         shipper.wait_started()
         wanted = set(expected) - {bad_id}
@@ -163,6 +165,7 @@ def test_faults_429_503_resets_outage_and_kill_9(tmp_path: Path, es_url: str, wo
     cfg = write_config(tmp_path, proxy.url, INPUTS.format(logs=logs), workers=workers)
     shipper = ShipperProcess(cfg.path, tmp_path / "shipper.log")
     try:
+        shipper.setup()
         shipper.start()
         shipper.wait_started()
         time.sleep(1.5)

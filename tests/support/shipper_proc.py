@@ -71,6 +71,17 @@ class ShipperProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    def setup(self) -> None:
+        """``shipper setup``: the index templates a real deployment installs before shipping."""
+        out = subprocess.run(
+            [sys.executable, "-m", "shipper", "setup", "-c", str(self.config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+
     def start(self) -> None:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(

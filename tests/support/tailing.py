@@ -98,7 +98,9 @@ class Writer(threading.Thread):
         self.written: list[bytes] = []
 
     def line(self, i: int) -> bytes:
-        return f"{self.prefix} {i:07d} {'x' * self.rng.randint(0, 120)}".encode()
+        # "{i}" in the prefix gives each line its own value (e.g. distinct RabbitMQ timestamps).
+        prefix = self.prefix.replace("{i}", f"{i:06d}")
+        return f"{prefix} {i:07d} {'x' * self.rng.randint(0, 120)}".encode()
 
     def run(self) -> None:
         fd = -1
