@@ -201,6 +201,67 @@ def run_command(config_path: str, log_level: str) -> None:
         )
 
 
+@cli.command("events")
+@CONFIG_OPTION
+@click.option("--broker", help="Broker URL (default: events.broker_url in the config).")
+def events_command(config_path: str, broker: str | None) -> None:
+    """Ship Celery's event stream (task life cycle, workers) into Elasticsearch until SIGTERM.
+
+    Workers must send events: worker_send_task_events=True (or `celery worker -E`), and for the
+    whole life cycle task_send_sent_event=True and task_track_started=True.
+    """
+    import dataclasses
+    import os
+
+    from .events import EventsBridge
+    from .sink.bulk import BulkSender, EsTransport, SinkStats
+    from .sink.client import make_client
+    from .sink.deadletter import DeadLetterFile
+    from .sink.encode import IndexNaming, make_item
+
+    config = load(config_path)
+    events_cfg = dataclasses.replace(config.events, broker_url=broker) if broker else config.events
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    log = _own_logging()
+    es = config.output.elasticsearch
+    client = make_client(es)
+    mode = _wait_for_mode(client, es.index_mode, stop, log)
+    if mode is None:
+        return
+    naming = IndexNaming(mode, es.namespace)
+    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+    dead = DeadLetterFile(os.path.join(config.data_dir, "events-dead-letter.ndjson"))
+    stats = SinkStats()
+    # Events have no file position to commit: the sender retries until they are indexed.
+    sender = BulkSender(
+        EsTransport(client, es.compression),
+        dead,
+        lambda items: None,
+        threading.Event(),
+        es.retry.initial_backoff,
+        es.retry.max_backoff,
+        stats,
+    )
+
+    def deliver(docs: list[tuple[str, dict[str, Any]]]) -> None:
+        ds = ("celery.events", es.namespace) if mode == "data_stream" else None
+        items = [
+            make_item(naming, doc_id, naming.index("celery.events", doc["@timestamp"]), doc, 0, ds)
+            for doc_id, doc in docs
+        ]
+        sender.send(items)
+
+    bridge = EventsBridge(events_cfg, deliver, stop)
+    log.info("events started", extra={"index_mode": mode})
+    bridge.run()
+    log.info(
+        "events stopped",
+        extra={"received": bridge.received, "reconnects": bridge.reconnects, "sink": stats.__dict__},
+    )
+    dead.close()
+
+
 @cli.command("setup")
 @CONFIG_OPTION
 def setup_command(config_path: str) -> None:

@@ -167,6 +167,35 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts from the Celery event stream: a webhook call and/or an alert document."""
+
+    #: POST a JSON body here (http/https) for each alert; None: no webhook.
+    webhook_url: str | None = None
+    #: Alert on every failed task.
+    on_task_failure: bool = True
+    #: Alert when the share of failed tasks among those finished in ``window`` seconds passes this.
+    failure_rate: float | None = _checked(None, lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
+    window: float = _checked(60.0, _positive)
+    #: Minimum finished tasks in the window before the rate means anything.
+    min_tasks: int = _checked(10, _positive)
+    #: Also index each alert as a document (event.kind: alert) next to the events.
+    write_document: bool = True
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """``shipper events``: Celery's event stream (what Flower shows, kept)."""
+
+    broker_url: str = "amqp://guest:guest@localhost:5672//"
+    #: worker-heartbeat arrives every 2 s per worker; off by default.
+    include_heartbeats: bool = False
+    #: Ship task args/kwargs reprs (may hold personal data).
+    include_task_args: bool = False
+    alerts: AlertsConfig = AlertsConfig()
+
+
+@dataclass(frozen=True)
 class ShipperConfig:
     inputs: tuple[InputConfig, ...] = field(metadata={"check": _non_empty})
     #: Checkpoints and the dead-letter file live here (created 0700, files 0600).
@@ -176,6 +205,7 @@ class ShipperConfig:
     output: OutputConfig = OutputConfig()
     watch: WatchConfig = WatchConfig()
     metrics: MetricsConfig = MetricsConfig()
+    events: EventsConfig = EventsConfig()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

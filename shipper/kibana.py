@@ -23,6 +23,7 @@ DATA_VIEWS = {
     "rabbitmq": ("RabbitMQ", "logs-rabbitmq.log-*"),
     "all": ("Celery and RabbitMQ", "logs-celery.worker-*,logs-rabbitmq.log-*"),
     "events": ("Celery events", "logs-celery.events-*"),
+    "lifecycle": ("Celery events and worker logs", "logs-celery.events-*,logs-celery.worker-*"),
 }
 
 
@@ -100,6 +101,14 @@ SEARCHES = (
         "rabbitmq",
         'tags: ("connection_closed_abruptly" or "missed_heartbeats")',
         ("source.ip", "user.name", "rabbitmq.connection.close_reason"),
+    ),
+    SavedSearch(
+        "task-lifecycle",
+        "Celery: task life cycle, events and log lines (edit the id)",
+        "lifecycle",
+        "celery.task.id: *",
+        ("celery.task.name", "celery.task.state", "event.dataset", "message"),
+        ascending=True,
     ),
     SavedSearch(
         "rabbitmq-auth-failures",

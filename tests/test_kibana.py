@@ -76,6 +76,7 @@ EXPECT: dict[str, Callable[[dict[str, Any]], bool]] = {
         {"connection_closed_abruptly", "missed_heartbeats"} & set(d.get("tags", []))
     ),
     "rabbitmq-auth-failures": lambda d: "authentication_failure" in d.get("tags", []),
+    "task-lifecycle": lambda d: get(d, "celery.task.id") is not None,
 }
 
 
@@ -103,6 +104,18 @@ def sample_index(es_url: str) -> tuple[str, list[dict[str, Any]]]:
     ]:
         docs += documents((SAMPLES / name).read_bytes(), parser)
     docs += documents(slow, "celery")
+    # Celery events for the life-cycle search, shaped like the real ones tests/test_events.py ships.
+    from shipper.events import event_document
+
+    for etype in ("task-sent", "task-received", "task-started", "task-succeeded"):
+        event = {
+            "type": etype,
+            "uuid": "27347a50-e429-409a-8aa3-5f3bfefada2c",
+            "hostname": "celery@vm",
+            "timestamp": 1795553983.9 + len(docs) / 1000,
+            "runtime": 0.01,
+        }
+        docs.append(event_document(event, "shop.charge")[1])
     body = []
     for i, doc in enumerate(docs):
         index = f"logs-{get(doc, 'event.dataset')}-{namespace}-{doc['@timestamp'][:10].replace('-', '.')}"
@@ -122,12 +135,14 @@ def test_saved_search_finds_what_it_should(
         "celery": "logs-celery.worker-*",
         "rabbitmq": "logs-rabbitmq.log-*",
         "all": "logs-celery.worker-*,logs-rabbitmq.log-*",
+        "lifecycle": "logs-celery.events-*,logs-celery.worker-*",
     }[search.view]
     index = ",".join(p.replace("-*", f"-{namespace}-*") for p in view.split(","))
     datasets = {
         "celery": {"celery.worker"},
         "rabbitmq": {"rabbitmq.log"},
         "all": {"celery.worker", "rabbitmq.log"},
+        "lifecycle": {"celery.events", "celery.worker"},
     }[search.view]
     expected = sum(1 for d in docs if get(d, "event.dataset") in datasets and EXPECT[search.slug](d))
     assert expected > 0, f"the samples contain nothing for {search.slug}"
