@@ -221,7 +221,10 @@ class EventsBridge:
     def on_event(self, event: dict[str, Any]) -> None:
         self.received += 1
         etype = event.get("type", "")
-        self.state.event(event)
+        try:
+            self.state.event(event)
+        except (KeyError, TypeError, ValueError) as exc:  # a malformed event must not stop the capture
+            log.warning("event not understood by Celery's State", extra={"reason": repr(exc), "type": etype})
         if etype == "worker-heartbeat" and not self.cfg.include_heartbeats:
             return
         task_name = None

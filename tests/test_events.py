@@ -66,6 +66,19 @@ def test_succeeded_and_worker_events() -> None:
     assert doc["log"]["level"] == "warning" and doc["message"] == "worker-offline celery@w1"
 
 
+def test_a_malformed_event_is_still_shipped() -> None:
+    import threading
+
+    from shipper.config import EventsConfig
+    from shipper.events import EventsBridge
+
+    got: list[Any] = []
+    bridge = EventsBridge(EventsConfig(), got.extend, threading.Event())
+    bridge.on_event({"type": "task-succeeded", "uuid": "u9"})  # no timestamp, clock, local_received...
+    bridge.flush()
+    assert [d["celery"]["task"]["id"] for _, d in got] == ["u9"]
+
+
 def test_alerter_per_failure_and_rate() -> None:
     alerts: list[dict[str, Any]] = []
     now = [0.0]
