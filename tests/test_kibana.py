@@ -16,8 +16,9 @@ import pytest
 from shipper.kibana import SEARCHES, import_objects, objects, to_ndjson
 from shipper.kql import fields_of, to_query
 from shipper.sink.templates import FIELDS
+from tests.support.docs import get
 from tests.support.es import es_client
-from tests.test_parsers import documents, get
+from tests.test_parsers import documents
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "samples"

@@ -9,18 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.docs import get
 from tests.support.worker import celery_worker
 
 pytestmark = pytest.mark.slow
-
-
-def get(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:

@@ -16,18 +16,10 @@ from shipper.parse import PARSERS, InputParsing, ParseContext, TimeConverter, bu
 from shipper.source.lines import LineSplitter
 from shipper.source.multiline import Grouper
 from shipper.source.records import NO_NEWLINE, TRUNCATED, Record, SourceRef
+from tests.support.docs import get
 
 SAMPLES = Path(__file__).parent / "samples"
 INGEST = "2030-01-01T00:00:00.000Z"
-
-
-def get(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def records_of(data: bytes, parser: str, max_bytes: int = 1 << 20) -> list[Record]:

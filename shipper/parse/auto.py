@@ -6,10 +6,8 @@ Erlang ``pid``), ``[YYYY-`` is Celery text, ``YYYY-`` or ``=INFO REPORT`` is Rab
 
 from __future__ import annotations
 
-import orjson
-
 from . import celery_text, json_lines, rabbitmq_json, rabbitmq_text
-from .base import Document, ParseContext, Parser
+from .base import Document, ParseContext, Parser, json_object, unparsed
 
 
 def continues(first: bytes, line: bytes) -> bool:
@@ -43,12 +41,9 @@ def detect(text: str) -> str:
 def parse_with_dataset(text: str, ctx: ParseContext) -> tuple[Document, str]:
     kind = detect(text)
     if kind == "json":
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return {"message": text, "tags": ["unparsed", "invalid_json"]}, "celery.worker"
-        if not isinstance(obj, dict):
-            return {"message": text, "tags": ["unparsed", "invalid_json"]}, "celery.worker"
+        obj = json_object(text)
+        if obj is None:
+            return unparsed(text, "invalid_json"), "celery.worker"
         pid = obj.get("pid")
         if "msg" in obj and isinstance(pid, str) and pid.startswith("<"):
             return rabbitmq_json.to_document(obj, ctx), "rabbitmq.log"
@@ -57,7 +52,7 @@ def parse_with_dataset(text: str, ctx: ParseContext) -> tuple[Document, str]:
         return celery_text.parse(text, ctx), "celery.worker"
     if kind == "rabbitmq":
         return rabbitmq_text.parse(text, ctx), "rabbitmq.log"
-    return {"message": text, "tags": ["unparsed"]}, "celery.worker"
+    return unparsed(text), "celery.worker"
 
 
 def parse(text: str, ctx: ParseContext) -> Document:

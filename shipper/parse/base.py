@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..source.multiline import ContinuationRule
 
 Document = dict[str, Any]
@@ -109,6 +111,20 @@ class Parser:
     #: Multi-line grouping rule for the tailer; None: every line is a record.
     continues: ContinuationRule | None
     parse: Callable[[str, ParseContext], Document]
+
+
+def unparsed(text: str, *reasons: str) -> Document:
+    """The document for a record no rule understands: shipped as it is, never dropped."""
+    return {"message": text, "tags": ["unparsed", *reasons]}
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object on this line, or None if it is not valid JSON or not an object."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def decode(data: bytes) -> tuple[str, list[str]]:

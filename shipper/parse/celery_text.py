@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .base import Document, ParseContext, Parser, exception_from_trace, split_stack_trace
+from .base import Document, ParseContext, Parser, exception_from_trace, split_stack_trace, unparsed
 
 PREFIX = re.compile(r"\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)[,.](\d{3}): ([A-Z]+)/([^\]]+)\] ?")
 _PREFIX_BYTES = re.compile(rb"\[\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d{3}: [A-Z]+/")
@@ -129,7 +129,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
     first, nl, more = text.partition("\n")
     m = PREFIX.match(first)
     if m is None:
-        return {"message": text, "tags": ["unparsed"]}
+        return unparsed(text)
     date_time, ms, level, process = m.groups()
     msg = first[m.end() :]
     ts = ctx.times.local(date_time, ms)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..config import InputConfig
 from ..source.records import NO_NEWLINE, TRUNCATED, Record, SourceRef, record_id
 from . import auto, celery_text, json_lines, rabbitmq_json, rabbitmq_text
-from .base import Document, ParseContext, Parser, TimeConverter, decode
+from .base import Document, ParseContext, Parser, TimeConverter, decode, unparsed
 
 PARSERS: Mapping[str, Parser] = {
     p.name: p
@@ -66,14 +66,8 @@ def build_document(
         else:
             doc, dataset = parser.parse(text, ctx), parser.dataset
     except Exception as exc:  # a parser bug must not stop the file: ship the line, say why
-        doc, dataset = (
-            {
-                "message": text,
-                "tags": ["unparsed", "parser_error"],
-                "error": {"message": f"{type(exc).__name__}: {exc}"},
-            },
-            parser.dataset,
-        )
+        doc, dataset = unparsed(text, "parser_error"), parser.dataset
+        doc["error"] = {"message": f"{type(exc).__name__}: {exc}"}
     if ip.dataset:
         dataset = ip.dataset
     if repair_tags or record.flags:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .base import Document, ParseContext, Parser, TimeConverter
+from .base import Document, ParseContext, Parser, TimeConverter, json_object, unparsed
 
 #: Top-level ECS field sets that may pass through as they are.
 ECS_ROOTS = frozenset(
@@ -188,13 +188,8 @@ def to_document(obj: dict[str, Any], ctx: ParseContext) -> Document:
 
 
 def parse(text: str, ctx: ParseContext) -> Document:
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {"message": text, "tags": ["unparsed", "invalid_json"]}
-    if not isinstance(obj, dict):
-        return {"message": text, "tags": ["unparsed", "invalid_json"]}
-    return to_document(obj, ctx)
+    obj = json_object(text)
+    return unparsed(text, "invalid_json") if obj is None else to_document(obj, ctx)
 
 
 PARSER = Parser(name="celery_json", dataset="celery.worker", continues=None, parse=parse)

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from .base import Document, ParseContext, Parser, with_offset
+from .base import Document, ParseContext, Parser, json_object, unparsed, with_offset
 from .rabbitmq_messages import enrich
 from .rabbitmq_text import LEVELS
 
@@ -51,13 +51,8 @@ def to_document(obj: dict[str, Any], ctx: ParseContext) -> Document:
 
 
 def parse(text: str, ctx: ParseContext) -> Document:
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {"message": text, "tags": ["unparsed", "invalid_json"]}
-    if not isinstance(obj, dict):
-        return {"message": text, "tags": ["unparsed"]}
-    return to_document(obj, ctx)
+    obj = json_object(text)
+    return unparsed(text, "invalid_json") if obj is None else to_document(obj, ctx)
 
 
 PARSER = Parser(name="rabbitmq_json", dataset="rabbitmq.log", continues=None, parse=parse)

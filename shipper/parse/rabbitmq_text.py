@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Document, ParseContext, Parser, with_offset
+from .base import Document, ParseContext, Parser, unparsed, with_offset
 from .rabbitmq_messages import enrich
 
 MODERN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-]\d\d:\d\d|Z) \[([a-z]+)\] <([\d.]+)> ?")
@@ -101,7 +101,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         if ts is None:
             doc["tags"] = ["invalid_timestamp"]
         return _finish(doc, more.strip("\n"))
-    return {"message": text, "tags": ["unparsed"]}
+    return unparsed(text)
 
 
 PARSER = Parser(name="rabbitmq", dataset="rabbitmq.log", continues=continues, parse=parse)

@@ -47,6 +47,15 @@ DELETED_GRACE = 2.0  # seconds a deleted file stays open after its last growth
 TAIL_LEN = 64  # bytes before a checkpoint offset kept as a digest to detect in-place rewrites
 
 
+def _regular_file(path: str) -> os.stat_result | None:
+    """``os.stat`` of a regular file; None for anything else, or if it is gone already."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
 @dataclass
 class TailerStats:
     """Counters for metrics; they only grow."""
@@ -430,11 +439,8 @@ class Tailer:
             if not name.startswith(stem):
                 continue
             full = os.path.join(directory, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
+            st = _regular_file(full)
+            if st is not None:
                 out.append((full, st))
         return out
 
@@ -458,11 +464,8 @@ class Tailer:
                     )
                     if base is None or any(fnmatch.fnmatch(base, ex) for ex in inp.exclude):
                         continue
-                    try:
-                        st = os.stat(full)
-                    except OSError:
-                        continue
-                    if stat.S_ISREG(st.st_mode):
+                    st = _regular_file(full)
+                    if st is not None:
                         found.append((full, st))
         return found
 
