@@ -21,6 +21,9 @@ from .errors import ShipperError
 if TYPE_CHECKING:
     from .source import Batch
 
+#: Seconds a stopping command keeps retrying Elasticsearch before it gives up.
+SHUTDOWN_TIMEOUT = 10.0
+
 CONFIG_OPTION = click.option(
     "-c",
     "--config",
@@ -233,31 +236,50 @@ def events_command(config_path: str, broker: str | None) -> None:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     dead = DeadLetterFile(os.path.join(config.data_dir, "events-dead-letter.ndjson"))
     stats = SinkStats()
-    # Events have no file position to commit: the sender retries until they are indexed.
+    # Events have no file position to commit: the sender retries until they are indexed, and after
+    # SIGTERM for at most SHUTDOWN_TIMEOUT seconds more (the broker already acknowledged them).
+    give_up = threading.Event()
+
+    def give_up_after_stop() -> None:
+        stop.wait()
+        give_up.wait(SHUTDOWN_TIMEOUT)
+        give_up.set()
+
+    threading.Thread(target=give_up_after_stop, daemon=True).start()
     sender = BulkSender(
         EsTransport(client, es.compression),
         dead,
         lambda items: None,
-        threading.Event(),
+        give_up,
         es.retry.initial_backoff,
         es.retry.max_backoff,
         stats,
     )
+    unsent = 0
 
     def deliver(docs: list[tuple[str, dict[str, Any]]]) -> None:
+        nonlocal unsent
         ds = ("celery.events", es.namespace) if mode == "data_stream" else None
         items = [
             make_item(naming, doc_id, naming.index("celery.events", doc["@timestamp"]), doc, 0, ds)
             for doc_id, doc in docs
         ]
-        sender.send(items)
+        if not sender.send(items):
+            unsent += len(items)
 
     bridge = EventsBridge(events_cfg, deliver, stop)
     log.info("events started", extra={"index_mode": mode})
     bridge.run()
+    if unsent:
+        log.error("Elasticsearch unreachable at shutdown: events not indexed", extra={"unsent": unsent})
     log.info(
         "events stopped",
-        extra={"received": bridge.received, "reconnects": bridge.reconnects, "sink": stats.__dict__},
+        extra={
+            "received": bridge.received,
+            "reconnects": bridge.reconnects,
+            "unsent": unsent,
+            "sink": stats.__dict__,
+        },
     )
     dead.close()
 
