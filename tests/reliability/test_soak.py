@@ -85,6 +85,7 @@ def all_messages(es_url: str, namespace: str) -> list[dict]:  # type: ignore[typ
     return out
 
 
+@pytest.mark.timeout(int(SECONDS * 2 + 300))  # the soak's own length, not the suite's default
 def test_everything_at_once(tmp_path: Path, es_url: str) -> None:
     binary = require_binary("logrotate", "apt-get install logrotate")
     logs = tmp_path / "logs"
