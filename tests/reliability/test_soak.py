@@ -33,6 +33,9 @@ from tests.support.tailing import Writer, logrotate_conf, run_logrotate
 
 pytestmark = pytest.mark.slow
 SECONDS = float(os.environ.get("SOAK_SECONDS", "30"))  # 360 for the long soak
+#: Lines per writer: 100/s, capped so one search per dataset still sees every document.
+LINES = min(int(SECONDS * 100), 9_000)
+INTERVAL = SECONDS / LINES
 RSS_BOUND_MB = 150
 
 INPUTS = """\
@@ -99,16 +102,16 @@ def test_everything_at_once(tmp_path: Path, es_url: str) -> None:
     copy_lock = threading.Lock()
     celery_writer = Writer(
         celery_log,
-        count=int(SECONDS * 100),
-        interval=0.01,
+        count=LINES,
+        interval=INTERVAL,
         reopen=True,
         seed=1,
         prefix="[2026-11-24 10:00:00,000: INFO/MainProcess] celery",
     )
     rabbit_writer = Writer(
         rabbit_log,
-        count=int(SECONDS * 100),
-        interval=0.01,
+        count=LINES,
+        interval=INTERVAL,
         reopen=False,
         seed=2,
         lock=copy_lock,
