@@ -354,3 +354,16 @@ def test_realistic_mixes_keep_every_line(lines: list[bytes], parser: str) -> Non
     data = b"".join(line + b"\n" for line in lines)
     recs = records_of(data, parser)
     assert [line for r in recs for line in r.data.split(b"\n")] == lines
+
+
+def test_login_refused_alone_gets_the_same_fields_as_after_a_connection_error() -> None:
+    (alone,) = documents(
+        b"2026-11-24 10:00:00.000001+00:00 [error] <0.9.0> PLAIN login refused: user 'bob' - "
+        b"invalid credentials\n",
+        "rabbitmq",
+    )
+    both = documents(sample("rabbitmq-3.10-text.log"), "rabbitmq")
+    after_error = next(d for d in both if "authentication_failure" in d.get("tags", []))
+    for field in ("event.category", "event.type", "event.action", "event.outcome", "rabbitmq.auth.mechanism"):
+        assert get(alone, field) == get(after_error, field), field
+    assert get(alone, "user.name") == "bob" and "authentication_failure" in alone["tags"]

@@ -57,6 +57,16 @@ def _tag(doc: Document, tag: str) -> None:
     doc.setdefault("tags", []).append(tag)
 
 
+def _login_refused(doc: Document, event: dict[str, Any], msg: str) -> None:
+    """``PLAIN login refused: user 'x' - invalid credentials``, alone or after a connection error."""
+    login = LOGIN_REFUSED.search(msg)
+    if login:
+        doc["user"] = {"name": login.group("user")}
+        event.update(category=["authentication"], type=["start"], action="login_refused", outcome="failure")
+        _rabbit(doc)["auth"] = {"mechanism": login.group("mech"), "reason": login.group("why").strip()}
+        _tag(doc, "authentication_failure")
+
+
 def enrich(doc: Document, msg: str) -> None:
     """Add fields for a recognised message; cheap substring checks before any regex."""
     event: dict[str, Any] = doc.setdefault("event", {})
@@ -92,17 +102,7 @@ def enrich(doc: Document, msg: str) -> None:
             if m:
                 _endpoints(doc, m)
                 _connection(doc, m.group("pid"))
-            login = LOGIN_REFUSED.search(msg)
-            if login:
-                doc["user"] = {"name": login.group("user")}
-                event.update(
-                    category=["authentication"], type=["start"], action="login_refused", outcome="failure"
-                )
-                _rabbit(doc)["auth"] = {
-                    "mechanism": login.group("mech"),
-                    "reason": login.group("why").strip(),
-                }
-                _tag(doc, "authentication_failure")
+            _login_refused(doc, event, msg)
     elif msg.startswith("connection <"):
         m = AUTHENTICATED.match(msg)
         if m:
@@ -122,11 +122,7 @@ def enrich(doc: Document, msg: str) -> None:
                 _endpoints(doc, m)
                 _connection(doc, m.group("pid"))["name"] = m.group("name").strip()
     elif "login refused" in msg:
-        login = LOGIN_REFUSED.search(msg)
-        if login:
-            doc["user"] = {"name": login.group("user")}
-            event.update(category=["authentication"], action="login_refused", outcome="failure")
-            _tag(doc, "authentication_failure")
+        _login_refused(doc, event, msg)
     elif msg.startswith("Channel error on connection"):
         m = CHANNEL_ERROR.match(msg)
         if m:

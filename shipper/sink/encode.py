@@ -62,10 +62,6 @@ class Item(NamedTuple):
     batch_seq: int
 
 
-def action_line(index: str, doc_id: str) -> bytes:
-    return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":' + orjson.dumps(doc_id) + b"}}\n"
-
-
 def encode_document(doc: dict[str, Any]) -> bytes:
     """orjson for speed; documents orjson refuses (lone surrogates, huge ints) go through the
     stdlib, which escapes them, so no record is ever lost to its encoding."""

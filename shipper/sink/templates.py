@@ -104,10 +104,6 @@ def properties(fields: dict[str, dict[str, Any]] = FIELDS) -> dict[str, Any]:
     return root
 
 
-def mapped_fields() -> set[str]:
-    return set(FIELDS)
-
-
 def index_template(
     dataset: str,
     mode: str,

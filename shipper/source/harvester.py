@@ -9,7 +9,7 @@ reads and turns bytes into records.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..config import InputConfig
@@ -44,7 +44,6 @@ class Harvester:
     eof: bool = False
     #: Closed: nothing more will be read; kept until its last batch is acknowledged.
     finished: bool = False
-    records_emitted: int = field(default=0)
 
     @classmethod
     def open(

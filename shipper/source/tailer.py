@@ -594,7 +594,6 @@ class Tailer:
         start = h.emitted_end
         end = records[-1].end
         h.emitted_end = end
-        h.records_emitted += len(records)
         batch = Batch(SourceRef(h.input.id, h.key, h.path), start, end, tuple(records), self._seq)
         self.tracker.sent(h.key, batch.seq, end, len(records))
         stats = self.stats
