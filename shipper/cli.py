@@ -114,7 +114,13 @@ def tail_command(config_path: str, output: str, parse_records: bool) -> None:
         else None
     )
     with locked(config.data_dir):
-        tailer = Tailer(config.inputs, CheckpointStore.open(config.data_dir), config.watch, rules=rules)
+        tailer = Tailer(
+            config.inputs,
+            CheckpointStore.open(config.data_dir),
+            config.watch,
+            rules=rules,
+            host=config.hostname,
+        )
         sink = NdjsonFileSink(output, parsing)
 
         def deliver(batches: list[Batch]) -> None:

@@ -151,9 +151,17 @@ class WatchConfig:
     scan_interval: float = _checked(1.0, _positive)
     #: Bound of the records read but not yet acknowledged; reading pauses when it is reached.
     max_pending_records: int = _checked(20_000, _positive)
-    #: Seconds a file renamed away by rotation stays open after it last grew (it is always read
-    #: to its end first; this only decides when to stop waiting for a late write).
+    #: Seconds after its last growth that a file is closed: a file renamed away by rotation is then
+    #: finished (it is always read to its end first; this only decides how long to wait for a late
+    #: write), a live file is closed and reopened when it changes (saves descriptors).
     close_inactive: float = _checked(60.0, _positive)
+    #: Most live files kept open at once; the longest idle ones beyond it are closed (reopened when
+    #: they change), so 10,000 watched files need no 10,000 descriptors.
+    max_open_files: int = _checked(1024, _positive)
+    #: Seconds a new file whose bytes so far are a prefix of a file still being read waits to see
+    #: whether it is a copy (copytruncate truncates the original right after copying): if the
+    #: original keeps its content that long, the new file is read as a file of its own.
+    copy_wait: float = _checked(5.0, _positive)
     #: Seconds between checkpoint saves (positions are saved on shutdown too).
     checkpoint_interval: float = _checked(1.0, _positive)
     #: Finished entries (files rotated away and fully shipped) are forgotten after this many hours.

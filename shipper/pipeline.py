@@ -34,7 +34,6 @@ from .sink.deadletter import DeadLetterFile
 from .sink.encode import IndexNaming, Item, make_item
 from .source import CheckpointStore, FileStatus, Record, SourceRef, Tailer
 from .source.follow import IDLE_WAIT
-from .source.watcher import DirectoryWatcher
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class Pipeline:
         self.config = config
         self.store = CheckpointStore.open(config.data_dir)
         rules = {inp.id: PARSERS[inp.parser].continues for inp in config.inputs}
-        self.tailer = Tailer(config.inputs, self.store, config.watch, rules=rules)
+        self.tailer = Tailer(config.inputs, self.store, config.watch, rules=rules, host=config.hostname)
         self.stop_reading = threading.Event()
         self.stop_sending = threading.Event()
         self.shutdown_timeout = shutdown_timeout
@@ -165,41 +164,30 @@ class Pipeline:
         return self.shipping.stats if self.shipping is not None else SinkStats()
 
     def run(self) -> None:
-        watch = self.config.watch
-        watcher = DirectoryWatcher(
-            self.tailer.wake,
-            self.tailer.rescan,
-            polling=watch.mode == "polling",
-            poll_interval=watch.scan_interval,
-        )
         try:
             if self.workers:
                 from .workers import WorkerPool
 
                 self.pool = WorkerPool(self.config, self.index_mode, self.workers, self.shutdown_timeout)
                 self.pool.start()
-                self._loop_with_workers(watcher)
+                self._loop_with_workers()
             else:
                 self.shipping = Shipping(
                     self.config, self.transport_factory(), self.index_mode, self.tailer.ack, self.stop_sending
                 )
-                self._loop(watcher, self.shipping)
+                self._loop(self.shipping)
         finally:
-            watcher.stop()
             self.tailer.close()  # applies the last acknowledgements and saves the checkpoint
             if self.shipping is not None:
                 self.shipping.close()
 
-    def _housekeeping(self, watcher: DirectoryWatcher, now: float, timers: list[float]) -> None:
+    def _housekeeping(self, now: float, timers: list[float]) -> None:
         if now >= timers[0]:
-            watcher.update(self.tailer.watched_dirs())
-            timers[0] = now + self.config.watch.scan_interval
-        if now >= timers[1]:
             self._publish()
-            timers[1] = now + 1.0
+            timers[0] = now + 1.0
 
-    def _loop(self, watcher: DirectoryWatcher, shipping: Shipping) -> None:
-        timers = [0.0, 0.0]
+    def _loop(self, shipping: Shipping) -> None:
+        timers = [0.0]
         while True:
             reading = not self.stop_reading.is_set()
             self.tailer.wake.clear()
@@ -211,15 +199,15 @@ class Pipeline:
                 shipping.flush()
             if not reading or self.stop_sending.is_set():
                 return
-            self._housekeeping(watcher, now, timers)
+            self._housekeeping(now, timers)
             if not batches or self.tailer.backpressured:
                 deadline = shipping.deadline
                 timeout = IDLE_WAIT if deadline is None else max(0.0, min(IDLE_WAIT, deadline - now))
                 self.tailer.wake.wait(timeout)
 
-    def _loop_with_workers(self, watcher: DirectoryWatcher) -> None:
+    def _loop_with_workers(self) -> None:
         pool = self.pool
-        timers = [0.0, 0.0]
+        timers = [0.0]
         while True:
             for seq in pool.collect(timeout=0):
                 self.tailer.ack(seq)
@@ -231,7 +219,7 @@ class Pipeline:
             batches = self.tailer.poll() if pool.has_room() else []
             for batch in batches:
                 pool.dispatch(batch)
-            self._housekeeping(watcher, time.monotonic(), timers)
+            self._housekeeping(time.monotonic(), timers)
             if not batches or self.tailer.backpressured:
                 for seq in pool.collect(timeout=IDLE_WAIT / 5):
                     self.tailer.ack(seq)

@@ -9,25 +9,33 @@ Fluent Bit loses data on a crash.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 
 class AckTracker:
-    """Per key: batches in read order; ``committed(key)`` is the end of the acknowledged prefix."""
+    """Per key: batches in read order; ``committed(key)`` is the end of the acknowledged prefix.
+
+    Each batch may carry a digest of the bytes just before its end (``tail``); the committed
+    position's digest comes along, so the checkpoint can later tell whether a file still holds
+    what was read, without reading it again."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[list[int]]] = {}  # key -> [[seq, end, done], ...]
-        self._where: dict[int, tuple[str, list[int]]] = {}  # seq -> (key, entry)
+        self._queues: dict[str, deque[list[Any]]] = {}  # key -> [[seq, end, done, tail], ...]
+        self._where: dict[int, tuple[str, list[Any]]] = {}  # seq -> (key, entry)
         self._committed: dict[str, int] = {}
+        self._tails: dict[str, str | None] = {}
         self.in_flight_records = 0
         self._records: dict[int, int] = {}
 
-    def start(self, key: str, position: int) -> None:
+    def start(self, key: str, position: int, tail: str | None = None) -> None:
         """Begin tracking ``key`` with everything before ``position`` already committed."""
         self._queues.setdefault(key, deque())
-        self._committed.setdefault(key, position)
+        if key not in self._committed:
+            self._committed[key] = position
+            self._tails[key] = tail
 
-    def sent(self, key: str, seq: int, end: int, records: int) -> None:
-        entry = [seq, end, 0]
+    def sent(self, key: str, seq: int, end: int, records: int, tail: str | None = None) -> None:
+        entry = [seq, end, 0, tail]
         self._queues.setdefault(key, deque()).append(entry)
         self._where[seq] = (key, entry)
         self._records[seq] = records
@@ -44,12 +52,18 @@ class AckTracker:
         queue = self._queues[key]
         moved = False
         while queue and queue[0][2]:
-            self._committed[key] = queue.popleft()[1]
+            done = queue.popleft()
+            self._committed[key] = done[1]
+            self._tails[key] = done[3]
             moved = True
         return key if moved else None
 
     def committed(self, key: str) -> int | None:
         return self._committed.get(key)
+
+    def committed_tail(self, key: str) -> str | None:
+        """Digest of the bytes just before ``committed(key)``, when known."""
+        return self._tails.get(key)
 
     def pending(self, key: str) -> int:
         """Batches of ``key`` not yet acknowledged."""
@@ -61,3 +75,4 @@ class AckTracker:
                 self._where.pop(entry[0], None)
                 self.in_flight_records -= self._records.pop(entry[0], 0)
         self._committed.pop(key, None)
+        self._tails.pop(key, None)

@@ -1,79 +1,131 @@
-"""One open file identity being read: position, line splitting and multi-line grouping.
+"""One file identity being read: its source, its position, and its records.
 
 A harvester follows a *content* identity, not a path: after ``create`` rotation it keeps reading
-the renamed file; after ``copytruncate`` it may switch to the copy to finish the bytes it had not
-read; at start-up it may finish from a ``.gz``. The tailer decides those moves; the harvester only
-reads and turns bytes into records.
+the renamed file; after ``copytruncate`` it may move to the copy to finish the bytes it had not
+read; at start-up it may finish from a ``.gz``. The tailer decides those moves and calls the verbs
+(:meth:`start`, :meth:`read`, :meth:`expire`, :meth:`move_to`, :meth:`suspend`, :meth:`resume`,
+:meth:`stop`); the harvester reads and turns bytes into records, and reports what it noticed
+(:attr:`changed`) without acting on it.
+
+Reading a plain file uses ``pread`` starting ``TAIL_LEN`` bytes *before* the position and checks
+those bytes against the ones read last time: a file truncated and rewritten past the position in
+one go (same head, same inode) is caught on the next read, at no extra system call.
+
+Where a timeout ended a record (a last line without newline, a traceback nobody continued), the
+position is recorded as a *cut*; the tailer makes cuts durable before the record leaves, and a
+harvester restarted after a crash ends records at the same cuts, so a re-read record gets the same
+boundaries and the same id.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..config import InputConfig
-from .fingerprint import Fingerprint, open_source
+from .checkpoint import CUT_LINE, CUT_RECORD
+from .fingerprint import TAIL_LEN, Fingerprint, is_compressed, open_source
 from .lines import LineSplitter
 from .multiline import ContinuationRule, Grouper
 from .records import Record
 
 CHUNK = 256 * 1024
 
+#: What :attr:`Harvester.changed` can say about the file under a plain harvester.
+TRUNCATED_UNDER_US = "truncated"
+REWRITTEN_UNDER_US = "rewritten"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a file *is*: the key of its records' ids, and how to recognise its content."""
+
+    key: str
+    fp: Fingerprint
+    line0: str
+
 
 @dataclass(eq=False)
 class Harvester:
     input: InputConfig
-    fp: Fingerprint
-    key: str
+    identity: Identity
     path: str
+    #: Resolved path when ``path`` is a symlink (rotations happen next to the target).
+    real_path: str | None
     dev: int
     ino: int
-    src: BinaryIO | None
     splitter: LineSplitter
     grouper: Grouper
     #: End of the last record handed out: the next batch starts here.
     emitted_end: int
     last_data: float
+    #: Open descriptor of a plain source; None when suspended, stopped, or reading a ``.gz``.
+    fd: int | None = None
+    #: Decompressing reader of a ``.gz`` source.
+    gz: BinaryIO | None = None
+    #: The last TAIL_LEN bytes before ``position`` as read (None: not known, no check).
+    tail_bytes: bytes | None = None
     #: Seen at a path matching the input's globs in the last scan.
     live: bool = True
-    #: The file is not expected to grow (a copy, a .gz, a deleted or truncated-away file).
+    #: The source cannot grow (a copy taken by rotation, or a ``.gz``).
     static: bool = False
     #: Unlinked (nlink 0) but still open: read to its end, then closed after a short grace.
     deleted: bool = False
     eof: bool = False
-    #: Closed: nothing more will be read; kept until its last batch is acknowledged.
+    #: Closed for good: nothing more will be read; kept until its last batch is acknowledged.
     finished: bool = False
+    #: Last size seen for the source (bytes that exist and may still be unread).
+    last_size: int = 0
+    #: Set by :meth:`read` when the file shrank or its bytes before the position changed.
+    changed: str | None = None
+    #: ``(offset, kind)`` cuts beyond the committed offset, in order (see the module docstring).
+    cuts: list[tuple[int, int]] = field(default_factory=list)
+    #: Index in ``cuts`` of the next cut to apply while reading.
+    next_cut: int = 0
+    #: A cut was made by a timeout since the tailer last looked (it must be saved first).
+    new_cut: bool = False
 
     @classmethod
-    def open(
+    def start(
         cls,
         input_cfg: InputConfig,
-        fp: Fingerprint,
-        key: str,
+        identity: Identity,
         path: str,
+        real_path: str | None,
         st: os.stat_result,
         offset: int,
         rule: ContinuationRule | None,
         now: float,
+        cuts: tuple[tuple[int, int], ...] = (),
     ) -> Harvester:
-        src = open_source(path)
-        if offset:
-            src.seek(offset)
-        return cls(
+        """Open ``path`` and get ready to read from ``offset`` (raises OSError/EOFError)."""
+        h = cls(
             input=input_cfg,
-            fp=fp,
-            key=key,
+            identity=identity,
             path=path,
+            real_path=real_path,
             dev=st.st_dev,
             ino=st.st_ino,
-            src=src,
             splitter=LineSplitter(offset, input_cfg.max_line_bytes),
             grouper=Grouper(rule, input_cfg.max_line_bytes),
             emitted_end=offset,
             last_data=now,
-            static=path.endswith(".gz"),
+            last_size=st.st_size,
+            cuts=sorted(c for c in cuts if c[0] > offset),
         )
+        h._open(path, offset)
+        return h
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def key(self) -> str:
+        return self.identity.key
+
+    @property
+    def fp(self) -> Fingerprint:
+        return self.identity.fp
 
     @property
     def position(self) -> int:
@@ -81,37 +133,158 @@ class Harvester:
         return self.splitter.position
 
     @property
-    def is_plain(self) -> bool:
-        return self.src is not None and not self.path.endswith(".gz")
+    def compressed(self) -> bool:
+        return is_compressed(self.path)
 
-    def fileno(self) -> int | None:
-        return self.src.fileno() if self.is_plain and self.src is not None else None
+    @property
+    def is_open(self) -> bool:
+        return self.fd is not None or self.gz is not None
+
+    @property
+    def suspended(self) -> bool:
+        """Closed to save a descriptor while idle; reopened when its file changes."""
+        return not self.is_open and not self.finished
+
+    @property
+    def waiting(self) -> bool:
+        """Holds a partial line or an open multi-line record that a timeout will close."""
+        return self.splitter.has_partial or self.grouper.open
+
+    # ------------------------------------------------------------------ verbs
+
+    def _open(self, path: str, offset: int) -> None:
+        if is_compressed(path):
+            gz = open_source(path)
+            try:
+                if offset:
+                    gz.seek(offset)
+            except BaseException:
+                gz.close()
+                raise
+            self.gz, self.static = gz, True
+            self.tail_bytes = None
+            self.last_size = offset  # the compressed size says nothing about the content's length
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+                raise FileNotFoundError(f"{path} is another file now")
+            k = min(TAIL_LEN, offset)
+            before = os.pread(fd, k, offset - k) if k else b""
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.tail_bytes = before if len(before) == k else None
+        self.last_size = st.st_size
 
     def read(self, max_bytes: int, now: float, max_records: int) -> list[Record]:
-        """Read up to ``max_bytes``, stopping after the chunk that yields ``max_records``."""
+        """Read up to ``max_bytes``, stopping after the chunk that yields ``max_records``.
+
+        Sets :attr:`changed` (and reads nothing more) when the file under a plain harvester was
+        truncated or rewritten: the tailer decides what that means."""
         out: list[Record] = []
-        src = self.src
-        if src is None or self.finished:
+        if self.finished or self.changed:
             return out
         total = 0
         while total < max_bytes and len(out) < max_records:
-            try:
-                chunk = src.read(CHUNK)
-            except (OSError, EOFError):  # a .gz cut short by a crash of the compressor
-                chunk = b""
+            chunk = self._next_chunk()
             if not chunk:
                 self.eof = True
                 break
             self.eof = False
             total += len(chunk)
-            self.grouper.feed(self.splitter.feed(chunk), out)
+            self._feed(chunk, out)
         if total:
             self.last_data = now
         return out
 
+    def _next_chunk(self) -> bytes:
+        if self.gz is not None:
+            try:
+                return self.gz.read(CHUNK)
+            except (OSError, EOFError):  # a .gz cut short (a compressor that crashed)
+                return b""
+        fd = self.fd
+        if fd is None:
+            return b""
+        pos = self.splitter.position
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            return b""
+        if size < pos:
+            self.changed = TRUNCATED_UNDER_US
+            return b""
+        self.last_size = size
+        if size == pos:
+            return b""
+        tail = self.tail_bytes
+        k = len(tail) if tail is not None else 0
+        try:
+            data = os.pread(fd, min(CHUNK, size - pos) + k, pos - k)
+        except OSError:
+            return b""
+        if k and data[:k] != tail:
+            self.changed = TRUNCATED_UNDER_US if len(data) < k else REWRITTEN_UNDER_US
+            return b""
+        chunk = data[k:] if k else data
+        # Invariant: tail_bytes, when known, is the file's bytes [max(0, pos - TAIL_LEN), pos).
+        if len(chunk) >= TAIL_LEN:
+            self.tail_bytes = chunk[-TAIL_LEN:]
+        elif tail is not None:
+            self.tail_bytes = (tail + chunk)[-TAIL_LEN:]
+        return chunk
+
+    def check(self) -> bool:
+        """Does the plain file under this harvester still hold what was read (not truncated, not
+        rewritten)? Sets :attr:`changed` when it does not. One ``fstat`` and one ``pread``."""
+        if self.changed:
+            return False
+        fd = self.fd
+        if fd is None:
+            return True
+        pos = self.splitter.position
+        try:
+            size = os.fstat(fd).st_size
+            tail = self.tail_bytes
+            before = os.pread(fd, len(tail), pos - len(tail)) if tail else None
+        except OSError:
+            return True
+        if size < pos:
+            self.changed = TRUNCATED_UNDER_US
+        elif tail and before != tail:
+            self.changed = REWRITTEN_UNDER_US
+        return self.changed is None
+
+    def _feed(self, chunk: bytes, out: list[Record]) -> None:
+        cuts = self.cuts
+        while self.next_cut < len(cuts):
+            at, kind = cuts[self.next_cut]
+            pos = self.splitter.position
+            if at > pos + len(chunk):
+                break
+            head, chunk = chunk[: at - pos], chunk[at - pos :]
+            if head:
+                self.grouper.feed(self.splitter.feed(head), out)
+            self._apply_cut(kind, out)
+            self.next_cut += 1
+        if chunk:
+            self.grouper.feed(self.splitter.feed(chunk), out)
+
+    def _apply_cut(self, kind: int, out: list[Record]) -> None:
+        if kind & CUT_LINE:
+            line = self.splitter.take_partial()
+            if line is not None:
+                self.grouper.feed((line,), out)
+        if kind & CUT_RECORD:
+            self.grouper.flush(out)
+
     def expire(self, now: float, force: bool = False) -> list[Record]:
         """At end of file: emit a partial last line and close an open multi-line record once their
-        timeouts passed (or at once when ``force``: the file will not grow any more)."""
+        timeouts passed (or at once when ``force``: the file will not grow any more). Records each
+        such cut, so a re-read after a crash cuts at the same place."""
         out: list[Record] = []
         if not self.eof:
             return out
@@ -120,19 +293,83 @@ class Harvester:
             line = self.splitter.take_partial()
             if line is not None:
                 self.grouper.feed((line,), out)
+                self._record_cut(self.splitter.position, CUT_LINE)
         if self.grouper.open and (force or idle >= self.input.multiline_timeout):
             self.grouper.flush(out)
+            self._record_cut(out[-1].end, CUT_RECORD)
         return out
 
-    def switch_to(self, path: str, st: os.stat_result) -> None:
+    def _record_cut(self, at: int, kind: int) -> None:
+        cuts = self.cuts
+        if cuts and cuts[-1][0] == at:
+            cuts[-1] = (at, cuts[-1][1] | kind)
+        else:
+            cuts.append((at, kind))
+        self.next_cut = len(cuts)
+        self.new_cut = True
+
+    def cuts_after(self, committed: int) -> tuple[tuple[int, int], ...]:
+        """The cuts still needed after ``committed`` (older ones are dropped)."""
+        cuts = self.cuts
+        if cuts and cuts[0][0] <= committed:
+            drop = 0
+            while drop < len(cuts) and cuts[drop][0] <= committed:
+                drop += 1
+            del cuts[:drop]
+            self.next_cut = max(0, self.next_cut - drop)
+        return tuple(cuts)
+
+    def move_to(self, path: str, st: os.stat_result) -> None:
         """Continue the same content from another file (a copy or a .gz) at the same position."""
         self.close()
-        src = open_source(path)
-        src.seek(self.splitter.position)
-        self.src, self.path, self.dev, self.ino = src, path, st.st_dev, st.st_ino
-        self.static, self.live, self.eof = True, False, False
+        self.dev, self.ino, self.path, self.real_path = st.st_dev, st.st_ino, path, None
+        self._open(path, self.splitter.position)
+        self.static, self.live, self.eof, self.changed = True, False, False, None
+
+    def suspend(self) -> None:
+        """Close the descriptor of an idle plain file; everything else is kept."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def resume(self, path: str | None = None) -> bool:
+        """Reopen a suspended plain file (at ``path`` if it moved); False if it is another file."""
+        if self.is_open or self.finished:
+            return self.is_open
+        target = path or self.path
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return False
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+            os.close(fd)
+            return False
+        self.fd, self.path, self.last_size = fd, target, st.st_size
+        self.eof = False
+        return True
+
+    def stop(self) -> None:
+        """Nothing more will be read: close for good (kept until its batches are acknowledged)."""
+        self.close()
+        self.finished = True
 
     def close(self) -> None:
-        if self.src is not None:
-            self.src.close()
-            self.src = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.gz is not None:
+            self.gz.close()
+            self.gz = None
+
+    def fstat(self) -> os.stat_result | None:
+        if self.fd is None:
+            return None
+        try:
+            return os.fstat(self.fd)
+        except OSError:
+            return None

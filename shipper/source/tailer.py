@@ -1,18 +1,30 @@
-"""The file server: find files, follow them through rotation, hand out batches, commit on ack.
+"""The file server: find files, tell what each one is, read them, commit positions on ack.
 
-Modelled on Vector's file source (fingerprinter, checkpointer, file server, acknowledgements) and
-Filebeat's filestream (prospector, harvester, cursor written only after the output acked):
+Modelled on Vector's file source (paths provider, fingerprinter, checkpointer, acknowledgements)
+and Filebeat's filestream (file-system events -> identifier -> harvesters with start/stop verbs,
+cursor written only after the output acked):
 
-- A periodic *scan* of the inputs' globs is the source of truth; watchdog events only make the
-  next read or scan happen sooner (events can be lost or coalesced).
-- Files are identified by content (fingerprint.py), looked up through their inode while open.
-- A file renamed away (``create`` rotation) is read to its end; a truncated file (``copytruncate``)
-  has its unread bytes finished from the copy, plain or ``.gz``; after a restart an unfinished file
-  that was rotated and compressed meanwhile is finished from its ``.gz``. Nothing is abandoned on a
-  timer while it has unread bytes.
-- Checkpoints only ever advance over acknowledged batches (acks.py, checkpoint.py).
-- Reading pauses while ``max_pending_records`` are unacknowledged: memory stays bounded when the
-  sink is slow or down.
+- A periodic listing of the inputs' globs is the source of truth (discovery.py); inotify events
+  only make a read or a listing happen sooner (watcher.py). Only files that changed are looked at.
+- Identity (the rule, also in the README): a file met for the first time is linked to known content
+  only when that content is *no longer where it was* -- renamed away, truncated after a copy
+  (copytruncate), compressed, deleted -- and the file holds that content up to its acknowledged
+  position (same head, same bytes before the position). Two files that exist at the same time are
+  two files, whatever their bytes. A file whose bytes so far are a prefix of a file still in place
+  (a copytruncate copy before the truncate, a ``.gz`` being written) waits ``copy_wait`` seconds
+  for the original to lose its content; if it does not, a plain file is read as a file of its own
+  and a compressed one is a copy. New content gets a key derived from the host, its first line, its
+  inode and birth time (fingerprint.py), so ids never collide across hosts or files.
+- Rotation: a file renamed away is read to its end; a truncated or rewritten file has its unread
+  bytes finished from a copy (plain or ``.gz``) when there is one; an unfinished file rotated while
+  the shipper was down is found by inode or as a copy next to its path or its symlink's target;
+  rotated files never seen are adopted. Unread bytes that are gone for good are reported (log line,
+  ``files_lost``/``bytes_lost``), never dropped silently.
+- Checkpoints only ever advance over acknowledged batches (acks.py) and are saved as a journal of
+  what changed (checkpoint.py). Where a timeout ended a record, the cut is saved *before* the record
+  leaves, so a re-read after a crash produces the same record with the same id.
+- Reading pauses while ``max_pending_records`` are unacknowledged. Idle files are closed after
+  ``close_inactive`` (and beyond ``max_open_files``) and reopened when they change.
 
 All state is owned by the thread that calls :meth:`Tailer.poll`; :meth:`Tailer.ack` may be called
 from any thread.
@@ -20,40 +32,47 @@ from any thread.
 
 from __future__ import annotations
 
-import fnmatch
-import glob
+import heapq
+import itertools
 import logging
 import os
 import queue
-import stat
-import threading
+import socket
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ..config import InputConfig, WatchConfig
 from .acks import AckTracker
 from .checkpoint import CheckpointStore, FileState
-from .fingerprint import Fingerprint, digest_of, fingerprint_head, matches, read_head_path
-from .harvester import Harvester
+from .discovery import Ident, Seen, diff, list_files, watched_dirs
+from .fingerprint import (
+    TAIL_LEN,
+    Fingerprint,
+    birth_time_ns,
+    derive_key,
+    digest_of,
+    fingerprint_head,
+    first_line,
+    is_compressed,
+    matches,
+    read_head_path,
+    read_range,
+)
+from .harvester import REWRITTEN_UNDER_US, TRUNCATED_UNDER_US, Harvester, Identity
 from .multiline import ContinuationRule
 from .records import NO_NEWLINE, TRUNCATED, Batch, Record, SourceRef
+from .rotation import find_inode, resolved, rotated_names, siblings
+from .watcher import DirectoryWatcher, Waker
 
 log = logging.getLogger(__name__)
 
 READ_BUDGET = 1024 * 1024  # bytes read from one file per turn, so one busy file cannot starve others
 MTIME_SLACK = 5.0  # seconds
 DELETED_GRACE = 2.0  # seconds a deleted file stays open after its last growth
-TAIL_LEN = 64  # bytes before a checkpoint offset kept as a digest to detect in-place rewrites
-
-
-def _regular_file(path: str) -> os.stat_result | None:
-    """``os.stat`` of a regular file; None for anything else, or if it is gone already."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st if stat.S_ISREG(st.st_mode) else None
+PRUNE_EVERY = 60.0  # seconds between looks for forgettable checkpoint entries
+COPY_CHUNK = 256 * 1024
 
 
 @dataclass
@@ -68,11 +87,15 @@ class TailerStats:
     files_finished: int = 0
     rotations: int = 0
     truncations: int = 0
+    rewrites: int = 0
     resumed_from_copy: int = 0
     #: Rotated files read from the start because their content had never been seen.
     adopted_rotated: int = 0
-    #: Files whose unread bytes were gone (deleted with rotation while the shipper was down).
+    #: Files matched by the globs recognised as copies of content already read (never re-read).
+    copies_skipped: int = 0
+    #: Files whose unread bytes were gone before they could be read, and how many bytes.
     files_lost: int = 0
+    bytes_lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,14 @@ class FileStatus:
     live: bool
 
 
+@dataclass
+class _Pending:
+    """A file seen but not started: no complete first line yet, or maybe a copy."""
+
+    since: float
+    size: int
+
+
 class Tailer:
     def __init__(
         self,
@@ -94,29 +125,48 @@ class Tailer:
         watch: WatchConfig,
         rules: Mapping[str, ContinuationRule | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        host: str | None = None,
     ) -> None:
         self.inputs = tuple(inputs)
         self.store = store
         self.watch = watch
         self.rules = dict(rules or {})
         self.clock = clock
+        self.host = host or socket.gethostname()
         self.stats = TailerStats()
         self.tracker = AckTracker()
         self._harvesters: dict[str, Harvester] = {}
-        self._by_inode: dict[tuple[int, int], Harvester] = {}
-        #: Files at glob paths that are copies of content being read elsewhere: not read twice.
-        self._aliases: dict[tuple[int, int], str] = {}
-        #: Non-empty files without a complete line yet (cannot be identified): first seen at.
-        self._waiting: dict[tuple[int, int], float] = {}
+        #: Harvesters by the inode of their source (plain or ``.gz``; open or suspended).
+        self._by_inode: dict[Ident, Harvester] = {}
+        #: Live harvesters by path, for inotify's "modified" events.
+        self._by_path: dict[str, Harvester] = {}
+        self._ready: set[str] = set()
+        self._timers: list[tuple[float, int, str]] = []
+        self._timer_seq = itertools.count()
+        self._timer_at: dict[str, float] = {}
+        self._listing: dict[Ident, Seen] = {}
+        self._pending: dict[Ident, _Pending] = {}
+        #: Files to look at again at the next scan even if unchanged.
+        self._recheck: set[Ident] = set()
+        #: Files resolved as copies of known content (or finished), by their (size, mtime).
+        self._known: dict[Ident, tuple[int, int]] = {}
         #: Rotated siblings already looked at, by (dev, ino, size, mtime): heads are read once.
         self._checked_siblings: set[tuple[int, int, int, int]] = set()
+        #: Batches made during a scan (records flushed from a truncated file), handed out next poll.
+        self._scan_batches: list[Batch] = []
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._seq = 0
         self._next_scan = 0.0
         self._next_save = 0.0
+        self._next_prune = 0.0
         self._first_scan = True
-        self.wake = threading.Event()
-        self.rescan = threading.Event()
+        self._rescan_soon = False
+        self.watcher = DirectoryWatcher(enabled=watch.mode == "inotify")
+        self.wake = Waker(self.watcher)
+        # A tailer dropped without close() (a test, a crash simulation) must not keep its inotify
+        # instance: the kernel allows a user only a few (fs.inotify.max_user_instances).
+        weakref.finalize(self, _release, self.watcher, self.wake)
+        self._migrate_old_entries()
 
     # ------------------------------------------------------------------ public API
 
@@ -126,26 +176,60 @@ class Tailer:
         self.wake.set()
 
     def poll(self) -> list[Batch]:
-        """One turn: apply acks, scan if due, read what is there, expire timeouts, save if due."""
+        """One turn: apply acks, scan if due, read what changed, expire timeouts, save if due."""
         now = self.clock()
         self._apply_acks()
-        if now >= self._next_scan or self.rescan.is_set():
-            self.rescan.clear()
+        changed, rescan = self.watcher.changes()
+        for path in changed:
+            h = self._by_path.get(path)
+            if h is not None:
+                self._ready.add(h.key)
+        if rescan or self._rescan_soon or now >= self._next_scan:
+            self._rescan_soon = False
             self.scan(now)
             self._next_scan = now + self.watch.scan_interval
-        batches: list[Batch] = []
-        for h in list(self._harvesters.values()):
-            if h.finished:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, key = heapq.heappop(timers)
+            if self._timer_at.get(key) == at:
+                del self._timer_at[key]
+                self._ready.add(key)
+        batches, self._scan_batches = self._scan_batches, []
+        cut = False
+        for key in list(self._ready):
+            h = self._harvesters.get(key)
+            if h is None or h.finished:
+                self._ready.discard(key)
+                continue
+            if h.suspended and not h.resume():
+                self._ready.discard(key)
+                self._recheck.add((h.dev, h.ino))
+                self._rescan_soon = True
                 continue
             capacity = self.watch.max_pending_records - self.tracker.in_flight_records
-            if capacity > 0 and self._has_news(h):
-                self._emit(h, h.read(READ_BUDGET, now, capacity), batches)
+            if capacity <= 0:
+                break
+            self._emit(h, h.read(READ_BUDGET, now, capacity), batches)
+            if h.changed:
+                self._ready.discard(key)
+                self._on_changed(h, now, batches)
+                continue
             if h.eof:
-                self._emit(h, h.expire(now, force=h.static or (not h.live and h.src is None)), batches)
-                self._maybe_finish(h, now)
+                self._ready.discard(key)
+                self._emit(h, h.expire(now, force=h.static), batches)
+                cut = cut or h.new_cut
+                self._after_eof(h, now)
         self._retire_finished()
-        if now >= self._next_save:
-            self.save()
+        if cut:
+            # A record ended by a timeout is about to leave: its cut must be durable first.
+            for h in self._harvesters.values():
+                if h.new_cut:
+                    h.new_cut = False
+                    self._put_state(h)
+            self.store.save()
+            self._next_save = now + self.watch.checkpoint_interval
+        elif now >= self._next_save:
+            self.store.save()
             self._next_save = now + self.watch.checkpoint_interval
         return batches
 
@@ -154,7 +238,7 @@ class Tailer:
         return self.tracker.in_flight_records >= self.watch.max_pending_records
 
     def save(self) -> None:
-        """Write acknowledged positions to the checkpoint file (no-op when nothing changed)."""
+        """Write acknowledged positions to the checkpoint store (no-op when nothing changed)."""
         self._apply_acks()
         self.store.save()
 
@@ -162,16 +246,16 @@ class Tailer:
         self.save()
         for h in self._harvesters.values():
             h.close()
+        self.store.close()
+        self.watcher.close()
+        self.wake.close()
 
     def watched_dirs(self) -> set[str]:
-        dirs: set[str] = set()
-        for inp in self.inputs:
-            for pattern in inp.paths:
-                static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-                base = os.path.dirname(static) if not static.endswith("/") else static.rstrip("/")
-                dirs.add(base or ".")
+        dirs = watched_dirs(self.inputs)
         for h in self._harvesters.values():
             dirs.add(os.path.dirname(h.path) or ".")
+            if h.real_path:
+                dirs.add(os.path.dirname(h.real_path) or ".")
         return {d for d in dirs if os.path.isdir(d)}
 
     def files(self) -> list[FileStatus]:
@@ -179,411 +263,574 @@ class Tailer:
         of the harvester list and tolerates files closed meanwhile."""
         out = []
         for h in list(self._harvesters.values()):
-            size = None
-            fd = h.fileno()
-            if fd is not None:
-                try:
-                    size = os.fstat(fd).st_size
-                except OSError:
-                    size = None
             committed = self.tracker.committed(h.key)
             out.append(
                 FileStatus(
-                    h.key, h.input.id, h.path, committed or 0, h.position, size, h.live and not h.finished
+                    h.key,
+                    h.input.id,
+                    h.path,
+                    committed or 0,
+                    h.position,
+                    None if h.finished else h.last_size,
+                    h.live and not h.finished,
                 )
             )
         return out
 
     # ------------------------------------------------------------------ scanning
 
-    def _glob(self, inp: InputConfig) -> list[str]:
-        found: list[str] = []
-        for pattern in inp.paths:
-            for path in sorted(glob.glob(os.path.expanduser(pattern))):
-                name = os.path.basename(path)
-                if any(fnmatch.fnmatch(name, ex) or fnmatch.fnmatch(path, ex) for ex in inp.exclude):
-                    continue
-                found.append(path)
-        return found
-
     def scan(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
-        seen: set[tuple[int, int]] = set()
-        for inp in self.inputs:
-            for path in self._glob(inp):
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                ident = (st.st_dev, st.st_ino)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                h = self._by_inode.get(ident)
+        if self.watcher.update(self.watched_dirs()):
+            self._next_scan = now  # a directory just watched: events before that were missed
+        listing = list_files(self.inputs)
+        changes = diff(self._listing, listing)
+        self._listing = listing
+        to_discover: dict[Ident, Seen] = {}
+        gone: list[Harvester] = []
+        for change in changes:
+            ident, seen = change.ident, change.after
+            h = self._by_inode.get(ident)
+            if seen is None:
+                self._pending.pop(ident, None)
+                self._known.pop(ident, None)
                 if h is not None:
-                    if h.path != path:
-                        h.path = path
-                    h.live = True
-                    if self._truncated(h, st):
-                        self._on_truncated(h)
-                        self._discover(inp, path, st, now)
-                    continue
-                alias = self._aliases.get(ident)
-                if alias is not None and alias in self._harvesters and not self._harvesters[alias].finished:
-                    continue
-                self._aliases.pop(ident, None)
-                self._discover(inp, path, st, now)
-        for ident in list(self._waiting):
-            if ident not in seen:
-                del self._waiting[ident]
-        for ident in list(self._aliases):
-            if ident not in seen:
-                del self._aliases[ident]
-        for h in self._harvesters.values():
-            fd = h.fileno()
-            if (h.dev, h.ino) in seen or h.finished or fd is None:
+                    gone.append(h)
                 continue
+            if h is None:
+                to_discover[ident] = seen
+                continue
+            if h.compressed:
+                continue  # a compressed source does not grow, and its size is not its length
+            if seen.size < h.position or not h.check():
+                if h.changed is None:
+                    h.changed = TRUNCATED_UNDER_US  # suspended: it shrank while closed
+                self._on_changed(h, now, self._scan_batches)
+                to_discover[ident] = seen  # the same inode now holds new content
+            else:
+                self._seen_at(h, seen)
+                self._ready.add(h.key)
+        for ident in self._recheck | self._pending.keys():
+            seen = listing.get(ident)
+            if seen is not None and ident not in self._by_inode:
+                to_discover.setdefault(ident, seen)
+        self._recheck.clear()
+        for h in gone:
+            self._gone_from_globs(h, now)
+        for h in self._harvesters.values():
+            if not h.live and not h.finished and h.is_open:
+                self._ready.add(h.key)  # rotated away: a late writer may still append
+        for seen in to_discover.values():
+            self._discover(seen, now)
+        if self._first_scan:
+            self._recover_unfinished(now)
+        self._adopt_rotated(now)
+        self._first_scan = False
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            self._forget_old_entries()
+        self._limit_open_files()
+
+    def _seen_at(self, h: Harvester, seen: Seen) -> None:
+        if h.path != seen.path or not h.live:
+            if self._by_path.get(h.path) is h:
+                del self._by_path[h.path]
+            h.path = seen.path
+            h.real_path = resolved(seen.path)
+            h.live = not h.static
             if h.live:
-                h.live = False
-                self.stats.rotations += 1
-                log.info("file rotated away or deleted, reading it to its end", extra={"path": h.path})
+                self._by_path[h.path] = h
+        if not h.compressed:
+            h.last_size = seen.size
+
+    def _gone_from_globs(self, h: Harvester, now: float) -> None:
+        """``h``'s file is no longer at a path the globs match: rotated away, or deleted."""
+        if self._by_path.get(h.path) is h:
+            del self._by_path[h.path]
+        if h.live:
+            h.live = False
+            self.stats.rotations += 1
+            log.info("file rotated away or deleted, reading it to its end", extra={"path": h.path})
+            if not h.compressed:
+                found = find_inode(h.path, h.real_path, h.dev, h.ino)
+                if found is not None:
+                    h.path = found[0]  # its rotated name: where it is looked for after a restart
+        if h.suspended:
+            found = find_inode(h.path, h.real_path, h.dev, h.ino)
+            if found is None or not h.resume(found[0]):
+                self._lost(h, max(0, h.last_size - h.position), "deleted while closed")
+                self._finish(h, now, self._scan_batches)
+                return
+        st = h.fstat()
+        h.deleted = st is not None and st.st_nlink == 0
+        self._ready.add(h.key)
+
+    # ------------------------------------------------------------------ identity
+
+    def _discover(self, seen: Seen, now: float, adopted: bool = False) -> None:
+        """Decide what a file not followed yet is: known content, a copy, or a new file."""
+        ident = seen.ident
+        if ident in self._by_inode:
+            return
+        sig = (seen.size, seen.mtime_ns)
+        if self._known.get(ident) == sig or seen.size == 0:
+            return
+        head = read_head_path(seen.path)
+        if not head:
+            return
+        inp = self.inputs[seen.input_index]
+        compressed = is_compressed(seen.path)
+        live = not adopted and not compressed
+
+        # 1. What this inode held when we last saw it (a restart, or a file that came back).
+        entry = self.store.by_inode(*ident)
+        if entry is not None and entry.key in self._harvesters:
+            # Its content is being read elsewhere, or was just read here and awaits its last
+            # acknowledgements: look again once that is settled.
+            self._recheck.add(ident)
+            return
+        if entry is not None and matches(head, _fp(entry)) and self._holds(seen.path, entry):
+            if entry.finished and (compressed or seen.size <= entry.offset):
+                self._known[ident] = sig
+                return
+            self._pending.pop(ident, None)
+            self._start(inp, _identity(entry), seen.path, entry.offset, now, live, entry.cuts)
+            return
+
+        line = first_line(head)
+        if line is None:
+            pending = self._pending.setdefault(ident, _Pending(now, seen.size))
+            if now - pending.since < inp.partial_line_timeout:
+                self._recheck.add(ident)
+                return
+            line = first_line(head, allow_partial=True)
+            if line is None:
+                return
+        line0 = digest_of(line)
+
+        # 2. Known content with the same head: moved here, or a copy of a file still in place.
+        suspect = False
+        for cand in self.store.by_line0(line0):
+            if (cand.dev, cand.ino) == ident or not matches(head, _fp(cand)):
+                continue
+            if self._in_place(cand):
+                verdict = self._prefix_of(seen, cand)
+                if verdict is not False:
+                    suspect = True
+            elif self._holds(seen.path, cand):
+                self._pending.pop(ident, None)
+                self._link(cand, seen, now, live, sig)
+                return
+        if suspect:
+            if adopted:
+                self._known[ident] = sig  # a copy of a file being read, outside the globs
+                return
+            waiting = self._pending.get(ident)
+            if waiting is None or waiting.size != seen.size:
+                waiting = self._pending[ident] = _Pending(now, seen.size)
+            if now - waiting.since < self.watch.copy_wait:
+                self._recheck.add(ident)
+                return
+            if compressed:
+                self._known[ident] = sig
+                self.stats.copies_skipped += 1
+                log.info("compressed copy of a file being read; not read again", extra={"path": seen.path})
+                return
+            log.info(
+                "file starts like another one that is still in place: reading it as a file of its own",
+                extra={"path": seen.path},
+            )
+        self._pending.pop(ident, None)
+
+        # 3. New content.
+        fp = fingerprint_head(head, allow_partial=True)
+        if fp is None:
+            return
+        key = self._new_key(line, seen)
+        offset = 0
+        if inp.start_at == "end" and self._first_scan and live:
+            offset = _last_line_end(seen.path, seen.size)
+        h = self._start(inp, Identity(key, fp, line0), seen.path, offset, now, live)
+        if h is not None and adopted:
+            self.stats.adopted_rotated += 1
+
+    def _new_key(self, line: bytes, seen: Seen) -> str:
+        birth = birth_time_ns(seen.path)
+        for generation in itertools.count():
+            key = derive_key(self.host, line, seen.ino, birth, generation)
+            if key not in self.store and key not in self._harvesters:
+                return key
+        raise AssertionError("unreachable")
+
+    def _in_place(self, state: FileState) -> bool:
+        """Is ``state``'s content still in the file that had it (not moved, truncated, deleted)?"""
+        h = self._harvesters.get(state.key)
+        if h is not None and not h.finished:
+            if h.static or h.changed:
+                return False
+            st = h.fstat()
+            if st is not None:
+                return st.st_nlink > 0 and h.check()
+            # Suspended: look at its path.
+        for path in (state.path, state.real_path):
+            if not path:
+                continue
             try:
-                # A rotated file can still be truncated (copytruncate on a renamed file is rare,
-                # but a deleted-and-reused inode is not): the same check as for live files.
-                st = os.fstat(fd)
+                st = os.stat(path)
             except OSError:
                 continue
-            h.deleted = st.st_nlink == 0
-        if self._first_scan:
-            self._first_scan = False
-            self._recover_unfinished(now)
-        self._adopt_rotated_siblings(seen, now)
-        self._forget_old_entries()
+            if (st.st_dev, st.st_ino) == (state.dev, state.ino):
+                return matches(read_head_path(path), _fp(state))
+        return False
 
-    def _has_news(self, h: Harvester) -> bool:
-        """Is there something to read? For a file idle at its end, check before reading that it
-        was not truncated and refilled since: reading on from the old offset would ship the middle
-        of someone else's lines."""
-        fd = h.fileno()
-        if not h.eof or fd is None:
-            return True
+    def _reader(self, state: FileState) -> Callable[[int, int], bytes | None]:
+        """Read ``state``'s own file: through the open descriptor when it is being read (its path
+        may hold another file since a rename), else at its path if the inode is still there."""
+        h = self._harvesters.get(state.key)
+        if h is not None and h.fd is not None:
+            fd = h.fd
+            return lambda start, n: _pread(fd, n, start)
+        path = state.path
         try:
-            st = os.fstat(fd)
+            st = os.stat(path)
         except OSError:
-            return True
-        if st.st_size == h.position:
-            return False
-        if self._truncated(h, st):
-            self._on_truncated(h)
-            self.rescan.set()  # the truncated file is new content: discover it on the next turn
-            return False
-        return True
+            return lambda start, n: None
+        if (st.st_dev, st.st_ino) != (state.dev, state.ino):
+            return lambda start, n: None
+        return lambda start, n: read_range(path, start, n)
 
-    def _truncated(self, h: Harvester, st: os.stat_result) -> bool:
-        fd = h.fileno()
-        if fd is None:
-            return False
-        if st.st_size < h.position:
-            return True
-        if st.st_size == 0:
-            return False
-        try:
-            head = os.pread(fd, h.fp.head_len, 0)
-        except OSError:
-            return False
-        # Truncated and refilled past our position between two scans: the head tells.
-        return not matches(head, h.fp)
+    def _prefix_of(self, seen: Seen, state: FileState) -> bool | None:
+        """Are ``seen``'s bytes so far a prefix of ``state``'s file? None: cannot tell yet (a
+        ``.gz`` still being written)."""
+        theirs = self._reader(state)
+        if is_compressed(seen.path):
+            return _gz_is_prefix(seen.path, theirs)
+        n = seen.size
+        k = min(TAIL_LEN, n)
+        mine = read_range(seen.path, n - k, k)
+        return mine is not None and len(mine) == k and mine == theirs(n - k, k)
 
-    def _discover(self, inp: InputConfig, path: str, st: os.stat_result, now: float) -> None:
-        ident = (st.st_dev, st.st_ino)
-        if st.st_size == 0:
-            return
-        head = read_head_path(path)
-        known = self._identify(head)
-        if known is not None:
-            fp, key = known
-        else:
-            new_fp = fingerprint_head(head)
-            if new_fp is None:
-                first = self._waiting.setdefault(ident, now)
-                if now - first < inp.partial_line_timeout:
-                    return
-                new_fp = fingerprint_head(head, allow_partial=True)
-                if new_fp is None:
-                    return
-            fp, key = new_fp, new_fp.key
-        self._waiting.pop(ident, None)
-        if key in self._harvesters:
-            # Same content as a file being read: a copy (copytruncate) or a hard copy. Reading it
-            # too would only produce duplicates; it is remembered in case the original is truncated.
-            self._aliases[ident] = key
-            return
-        offset = 0
-        state = self.store.get(key)
-        if state is not None:
-            offset = state.offset
-            if offset > st.st_size or not self._tail_matches(path, state):
-                # Same head, different body: rewritten in place. New identity, from the start.
-                log.warning("file rewritten in place, reading it again from the start", extra={"path": path})
-                key = digest_of(head[: fp.head_len] + f"\0rewritten@{time.time_ns()}".encode())
-                offset = 0
-        elif inp.start_at == "end" and self._first_scan:
-            offset = self._last_line_end(path, st.st_size)
-        self._start(inp, fp, key, path, st, offset, now)
-
-    def _identify(self, head: bytes) -> tuple[Fingerprint, str] | None:
-        """The known identity (being read, or in the checkpoint store) whose head ``head`` starts with.
-
-        A file's head is fixed when it is first seen; a small file that grew since must be matched
-        with the head length stored then, not with a fingerprint of its current first kilobyte.
-        """
-        index: dict[int, dict[str, str]] = {}
-        for state in sorted(self.store, key=lambda s: (not s.finished, s.updated)):
-            index.setdefault(state.head_len, {})[state.head] = state.key
-        for h in self._harvesters.values():
-            if not h.finished:
-                index.setdefault(h.fp.head_len, {})[h.fp.digest] = h.key
-        for head_len in sorted(index, reverse=True):
-            if len(head) >= head_len:
-                digest = digest_of(head[:head_len])
-                key = index[head_len].get(digest)
-                if key is not None:
-                    return Fingerprint(head_len, digest), key
-        return None
-
-    def _start(
-        self,
-        inp: InputConfig,
-        fp: Fingerprint,
-        key: str,
-        path: str,
-        st: os.stat_result,
-        offset: int,
-        now: float,
-        live: bool = True,
-    ) -> Harvester | None:
-        try:
-            h = Harvester.open(inp, fp, key, path, st, offset, self.rules.get(inp.id), now)
-        except (OSError, EOFError) as exc:
-            log.warning("cannot open %s: %s", path, exc)
-            return None
-        h.live = live and not h.static
-        self._harvesters[key] = h
-        if h.is_plain:
-            self._by_inode[(h.dev, h.ino)] = h
-        self.tracker.start(key, offset)
-        self.stats.files_opened += 1
-        self._put_state(h, offset)
-        # The identity must be durable before any id derived from it leaves: after a crash, a small
-        # file that grew would otherwise get a longer head, a new key, and its lines new ids.
-        self.store.save()
-        return h
-
-    @staticmethod
-    def _tail_matches(path: str, state: FileState) -> bool:
-        if state.tail is None or state.offset == 0 or path.endswith(".gz"):
+    def _holds(self, path: str, state: FileState) -> bool:
+        """Does the file at ``path`` (head already matched) hold ``state``'s bytes up to its
+        acknowledged offset? Checked on the bytes just before the offset."""
+        if state.offset == 0 or state.tail is None:
             return True
         n = min(TAIL_LEN, state.offset)
-        try:
-            with open(path, "rb") as f:
-                f.seek(state.offset - n)
-                return digest_of(f.read(n)) == state.tail
-        except OSError:
-            return False
+        data = read_range(path, state.offset - n, n)
+        return data is not None and len(data) == n and digest_of(data) == state.tail
 
-    @staticmethod
-    def _last_line_end(path: str, size: int) -> int:
-        window = min(size, 65536)
-        with open(path, "rb") as f:
-            f.seek(size - window)
-            data = f.read(window)
-        nl = data.rfind(b"\n")
-        return size - window + nl + 1 if nl >= 0 else size - window
+    def _link(self, state: FileState, seen: Seen, now: float, live: bool, sig: tuple[int, int]) -> None:
+        """``seen`` holds ``state``'s content, which left its own file: continue from here."""
+        ident = seen.ident
+        h = self._harvesters.get(state.key)
+        if h is not None and h.finished:
+            self._recheck.add(ident)  # its last batches are in flight: decide once they are resolved
+            return
+        if h is not None:
+            if h.suspended and not is_compressed(seen.path):
+                h.close()
+                self._by_inode.pop((h.dev, h.ino), None)
+                st = os.stat(seen.path)
+                h.move_to(seen.path, st)
+                self._by_inode[ident] = h
+                self._ready.add(h.key)
+                return
+            self._known[ident] = sig  # it is still being read where it is
+            self.stats.copies_skipped += 1
+            return
+        compressed = is_compressed(seen.path)
+        more = not compressed and seen.size > state.offset
+        if state.finished and not more:
+            self._known[ident] = sig
+            self.stats.copies_skipped += 1
+            self.store.put(replace(state, path=seen.path, dev=seen.dev, ino=seen.ino, real_path=None))
+            return
+        log.info("continuing %s from %s at offset %d", state.path, seen.path, state.offset)
+        inp = self._input(state.input_id) or self.inputs[seen.input_index]
+        if self._start(inp, _identity(state), seen.path, state.offset, now, live, state.cuts) is not None:
+            self.stats.resumed_from_copy += 1
 
     # ------------------------------------------------------------------ rotation
 
-    def _on_truncated(self, h: Harvester) -> None:
-        """``h``'s file shrank or was rewritten: finish its content from a copy if there is one."""
-        self.stats.truncations += 1
-        self._by_inode.pop((h.dev, h.ino), None)
-        copy = self._find_copy(h.fp, h.path, h.position, exclude=(h.dev, h.ino))
+    def _on_changed(self, h: Harvester, now: float, out: list[Batch]) -> None:
+        """``h``'s file shrank or was rewritten under it: finish its content from a copy if there is
+        one; the inode itself now holds new content and is discovered again."""
+        if h.changed == REWRITTEN_UNDER_US:
+            self.stats.rewrites += 1
+            log.warning(
+                "file rewritten in place; its new content is read from the start", extra={"path": h.path}
+            )
+        else:
+            self.stats.truncations += 1
+        old_ident = (h.dev, h.ino)
+        if self._by_inode.get(old_ident) is h:
+            del self._by_inode[old_ident]
+        if self._by_path.get(h.path) is h:
+            del self._by_path[h.path]
+        self._recheck.add(old_ident)
+        self._rescan_soon = True
+        copy = self._find_copy(h, exclude=old_ident)
         if copy is not None:
             path, st = copy
             log.info("file truncated; finishing its unread part from the copy", extra={"path": path})
             try:
-                h.switch_to(path, st)
-                self.stats.resumed_from_copy += 1
-                if h.is_plain:
-                    self._by_inode[(h.dev, h.ino)] = h
-                return
+                h.move_to(path, st)
             except (OSError, EOFError) as exc:
                 log.warning("cannot read copy %s: %s", path, exc)
-        log.info("file truncated; its unread bytes are gone", extra={"path": h.path})
-        h.close()
-        h.static, h.live, h.eof = True, False, True
+            else:
+                self.stats.resumed_from_copy += 1
+                self._by_inode[(h.dev, h.ino)] = h
+                self._ready.add(h.key)
+                return
+        self._lost(h, max(0, h.last_size - h.position), "truncated before it was read")
+        self._finish(h, now, out)
 
-    @staticmethod
-    def _siblings(path: str) -> list[tuple[str, os.stat_result]]:
-        """``path`` itself and the files next to it named like its rotations: ``app.log.1``,
-        ``app.log-20261124``, ``app-20261124.log``, ``app.log.2.gz``."""
-        directory, base = os.path.split(path)
-        stem = base.rsplit(".", 1)[0] if "." in base else base
-        try:
-            names = os.listdir(directory or ".")
-        except OSError:
-            return []
-        out = []
-        for name in names:
-            if not name.startswith(stem):
+    def _find_copy(self, h: Harvester, exclude: Ident) -> tuple[str, os.stat_result] | None:
+        """A rotated copy of ``h``'s content holding at least what ``h`` read (plain copies first,
+        newest first), checked on its head and on the bytes before ``h``'s position."""
+        candidates = []
+        for full, st in siblings(h.path, h.real_path):
+            if (st.st_dev, st.st_ino) == exclude or (st.st_dev, st.st_ino) in self._by_inode:
                 continue
-            full = os.path.join(directory, name)
-            st = _regular_file(full)
-            if st is not None:
-                out.append((full, st))
-        return out
+            gz = is_compressed(full)
+            if not gz and st.st_size < h.position:
+                continue
+            candidates.append((gz, -st.st_mtime, full, st))
+        pos = h.position
+        tail = h.tail_bytes
+        for _gz, _mtime, full, st in sorted(candidates, key=lambda c: (c[0], c[1])):
+            if not matches(read_head_path(full, h.fp.head_len), h.fp):
+                continue
+            if tail is not None and pos and read_range(full, pos - len(tail), len(tail)) != tail:
+                continue
+            return full, st
+        return None
 
-    def _rotated_files(self, inp: InputConfig) -> list[tuple[str, os.stat_result]]:
-        """Files named like rotations of the input's files (``PATTERN.*``, ``PATTERN-*``), whose
-        base name (the part the pattern matches) is not excluded."""
-        found = []
-        for pattern in inp.paths:
-            pattern = os.path.expanduser(pattern)
-            base_pattern = os.path.basename(pattern)
-            for suffix in (".*", "-*"):
-                for full in glob.glob(pattern + suffix):
-                    name = os.path.basename(full)
-                    base = next(
-                        (
-                            name[:i]
-                            for i in range(len(name), 0, -1)
-                            if name[i : i + 1] in (".", "-") and fnmatch.fnmatch(name[:i], base_pattern)
-                        ),
-                        None,
-                    )
-                    if base is None or any(fnmatch.fnmatch(base, ex) for ex in inp.exclude):
-                        continue
-                    st = _regular_file(full)
-                    if st is not None:
-                        found.append((full, st))
-        return found
+    def _recover_unfinished(self, now: float) -> None:
+        """After a restart: finish entries whose file was rotated away while the shipper was down,
+        found by inode (renamed) or as a copy (copied, compressed) next to its path or target."""
+        for state in self.store:
+            if state.finished or state.key in self._harvesters:
+                continue
+            inp = self._input(state.input_id)
+            if inp is None:
+                continue
+            found = find_inode(state.path, state.real_path, state.dev, state.ino)
+            if found is not None and (
+                (state.dev, state.ino) in self._by_inode or not matches(read_head_path(found[0]), _fp(state))
+            ):
+                found = None
+            if found is not None and self._holds(found[0], state):
+                log.info("finishing %s, renamed to %s while the shipper was down", state.path, found[0])
+                self._start(inp, _identity(state), found[0], state.offset, now, False, state.cuts)
+                continue
+            copy = self._find_copy_of_state(state)
+            if copy is not None:
+                log.info("finishing %s from %s at offset %d", state.path, copy, state.offset)
+                h = self._start(inp, _identity(state), copy, state.offset, now, False, state.cuts)
+                if h is not None:
+                    h.static = True
+                    self.stats.resumed_from_copy += 1
+                continue
+            lost = max(0, state.size - state.offset)
+            if lost:
+                self._report_lost(state.path, lost, "rotated away and deleted while the shipper was down")
+            self.store.put(replace(state, finished=True))
 
-    def _adopt_rotated_siblings(self, seen: set[tuple[int, int]], now: float) -> None:
+    def _find_copy_of_state(self, state: FileState) -> str | None:
+        fp = _fp(state)
+        candidates = []
+        for full, st in siblings(state.path, state.real_path):
+            if (st.st_dev, st.st_ino) in self._by_inode:
+                continue
+            gz = is_compressed(full)
+            if not gz and st.st_size < state.offset:
+                continue
+            candidates.append((gz, -st.st_mtime, full))
+        for _gz, _mtime, full in sorted(candidates):
+            if matches(read_head_path(full, fp.head_len), fp) and self._holds(full, state):
+                return full
+        return None
+
+    def _adopt_rotated(self, now: float) -> None:
         """Read rotated files whose content we never saw.
 
         A file can be created, written and rotated between two scans, or while the shipper was
         down; its lines then exist only under a rotated name the globs do not match. Rotated
-        siblings changed since the shipper first ran, whose head is not a known identity, are read
-        once from the start. Known content (a ``.gz`` of a file already read) is skipped, and even
-        a second read would only produce the same ids, which Elasticsearch refuses as 409s.
+        siblings changed since the shipper first ran, and not known by inode or as a copy, go
+        through the same identity rules as any file (a prefix of a file in place is a copy).
         """
         # File times come from the kernel's coarse clock, which lags time.time() by up to a tick:
         # a file written just after the store was created can look a little older than it is.
         horizon = max(
             self.store.created - MTIME_SLACK, time.time() - self.watch.forget_finished_after_hours * 3600
         )
-        for inp in self.inputs:
-            for full, st in self._rotated_files(inp):
+        targets = sorted({h.real_path for h in self._harvesters.values() if h.live and h.real_path})
+        for index, inp in enumerate(self.inputs):
+            for full, st in rotated_names(inp, targets):
                 ident = (st.st_dev, st.st_ino)
-                if ident in seen or ident in self._by_inode or st.st_mtime < horizon:
+                if ident in self._listing or ident in self._by_inode or st.st_mtime < horizon:
                     continue
                 sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 if sig in self._checked_siblings:
                     continue
-                self._checked_siblings.add(sig)
-                head = read_head_path(full)
-                if not head or self._identify(head) is not None:
+                entry = self.store.by_inode(*ident)
+                if entry is not None and entry.finished and entry.offset >= st.st_size:
+                    self._checked_siblings.add(sig)
                     continue
-                fp = fingerprint_head(head, allow_partial=True)
-                if fp is None or fp.key in self._harvesters:
-                    continue
-                log.info("reading rotated file %s: its content was never seen", full)
-                h = self._start(inp, fp, fp.key, full, st, 0, now, live=False)
-                if h is not None:
-                    self.stats.adopted_rotated += 1
+                before = self.stats.files_opened
+                seen = Seen(full, index, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                self._discover(seen, now, adopted=True)
+                if ident not in self._pending and ident not in self._recheck:
+                    self._checked_siblings.add(sig)
+                if self.stats.files_opened > before:
+                    log.info("reading rotated file %s: its content was never seen", full)
 
-    def _find_copy(
-        self, fp: Fingerprint, path: str, min_size: int, exclude: tuple[int, int] | None = None
-    ) -> tuple[str, os.stat_result] | None:
-        """A rotated copy of ``path``'s content (``app.log.1``, ``app.log-2026…``, ``….gz``)."""
-        candidates = []
-        for full, st in self._siblings(path):
-            if (st.st_dev, st.st_ino) == exclude:
-                continue
-            gz = full.endswith(".gz")
-            if not gz and st.st_size < min_size:
-                continue
-            # Plain copies first (cheaper, and complete), newest first.
-            candidates.append((gz, -st.st_mtime, full, st))
-        for _gz, _mtime, full, st in sorted(candidates, key=lambda c: (c[0], c[1])):
-            if matches(read_head_path(full, fp.head_len), fp):
-                return full, st
-        return None
+    # ------------------------------------------------------------------ harvester life cycle
 
-    def _recover_unfinished(self, now: float) -> None:
-        """After a restart: finish entries whose file was rotated away while we were down."""
-        inputs = {inp.id: inp for inp in self.inputs}
-        for state in self.store:
-            if state.finished or state.key in self._harvesters:
-                continue
-            inp = inputs.get(state.input_id)
-            if inp is None:
-                continue
-            fp = Fingerprint(state.head_len, state.head)
-            copy = self._find_copy(fp, state.path, state.offset)
-            if copy is None:
-                if state.size > state.offset:
-                    log.warning(
-                        "file %s was rotated away and deleted while the shipper was down; "
-                        "bytes %d..%d were never acknowledged and cannot be read",
-                        state.path,
-                        state.offset,
-                        state.size,
-                    )
-                    self.stats.files_lost += 1
-                self.store.put(replace(state, finished=True))
-                continue
-            path, st = copy
-            if not self._tail_matches(path, state):
-                continue
-            log.info("finishing %s from %s at offset %d", state.path, path, state.offset)
-            h = self._start(inp, fp, state.key, path, st, state.offset, now, live=False)
-            if h is not None:
-                h.static = True
-                self.stats.resumed_from_copy += 1
+    def _start(
+        self,
+        inp: InputConfig,
+        identity: Identity,
+        path: str,
+        offset: int,
+        now: float,
+        live: bool,
+        cuts: tuple[tuple[int, int], ...] = (),
+    ) -> Harvester | None:
+        try:
+            st = os.stat(path)
+            h = Harvester.start(
+                inp, identity, path, resolved(path), st, offset, self.rules.get(inp.id), now, cuts
+            )
+        except (OSError, EOFError) as exc:
+            log.warning("cannot open %s: %s", path, exc)
+            return None
+        h.live = live and not h.static
+        self._harvesters[h.key] = h
+        self._by_inode[(h.dev, h.ino)] = h
+        if h.live:
+            self._by_path[h.path] = h
+        tail = h.tail_bytes
+        known_tail = tail is not None and offset > 0 and len(tail) == min(TAIL_LEN, offset)
+        self.tracker.start(h.key, offset, digest_of(tail) if tail is not None and known_tail else None)
+        self.stats.files_opened += 1
+        self._put_state(h)
+        self._ready.add(h.key)
+        return h
 
-    def _maybe_finish(self, h: Harvester, now: float) -> None:
-        if h.live or not h.eof or h.splitter.has_partial or h.grouper.open:
+    def _after_eof(self, h: Harvester, now: float) -> None:
+        """At end of file: wait for a timeout, finish a file that will not grow, or close an idle
+        one until it changes."""
+        if h.waiting:
+            delays = []
+            if h.splitter.has_partial:
+                delays.append(h.input.partial_line_timeout)
+            if h.grouper.open:
+                delays.append(h.input.multiline_timeout)
+            self._schedule(h, h.last_data + min(delays))
             return
-        if h.static or h.src is None:
-            grace = 0.0  # a copy, a .gz, or truncated away: its content is complete
-        elif h.deleted:
-            # Deleted: a writer that has not noticed yet may still append for a moment.
-            grace = min(self.watch.close_inactive, DELETED_GRACE)
+        if h.static:
+            self._finish(h, now, None)
+            return
+        if not h.live:
+            grace = min(self.watch.close_inactive, DELETED_GRACE) if h.deleted else self.watch.close_inactive
+            if now - h.last_data >= grace:
+                self._finish(h, now, None)
+            else:
+                self._schedule(h, h.last_data + grace)
+            return
+        if now - h.last_data >= self.watch.close_inactive:
+            h.suspend()
         else:
-            grace = self.watch.close_inactive
-        if now - h.last_data < grace:
-            return
-        h.close()
-        h.finished = True
-        # The inode is free from now on and may be handed to a new file at once.
+            self._schedule(h, h.last_data + self.watch.close_inactive)
+
+    def _schedule(self, h: Harvester, at: float) -> None:
+        current = self._timer_at.get(h.key)
+        if current is not None and current <= at:
+            return  # an earlier look is planned; it will plan the next one
+        self._timer_at[h.key] = at
+        heapq.heappush(self._timers, (at, next(self._timer_seq), h.key))
+
+    def _finish(self, h: Harvester, now: float, out: list[Batch] | None) -> None:
+        """Nothing more will be read from ``h``: flush what it holds and close it."""
+        if out is not None and h.waiting:
+            h.eof = True
+            self._emit(h, h.expire(now, force=True), out)
+        h.stop()
         if self._by_inode.get((h.dev, h.ino)) is h:
             del self._by_inode[(h.dev, h.ino)]
+        if self._by_path.get(h.path) is h:
+            del self._by_path[h.path]
+        self._ready.discard(h.key)
         self.stats.files_finished += 1
 
     def _retire_finished(self) -> None:
         for key, h in list(self._harvesters.items()):
             if h.finished and self.tracker.pending(key) == 0:
-                self._put_state(h, self.tracker.committed(key) or h.emitted_end, finished=True)
+                self._put_state(h, finished=True)
                 del self._harvesters[key]
-                if self._by_inode.get((h.dev, h.ino)) is h:
-                    del self._by_inode[(h.dev, h.ino)]
+                self._timer_at.pop(key, None)
                 self.tracker.forget(key)
+                self._recheck.add((h.dev, h.ino))  # what is at its inode now is for discovery
+
+    def _limit_open_files(self) -> None:
+        """Close the longest-idle live files beyond ``max_open_files`` (reopened on change)."""
+        open_live = [h for h in self._harvesters.values() if h.fd is not None and h.live]
+        excess = len(open_live) - self.watch.max_open_files
+        if excess <= 0:
+            return
+        open_live.sort(key=lambda h: h.last_data)
+        for h in open_live:
+            if excess <= 0:
+                break
+            if h.eof and h.key not in self._ready:
+                h.suspend()
+                excess -= 1
 
     def _forget_old_entries(self) -> None:
         cutoff = time.time() - self.watch.forget_finished_after_hours * 3600
-        self.store.prune(cutoff)
+
+        def still_there(state: FileState) -> bool:
+            try:
+                st = os.stat(state.path)
+            except OSError:
+                return False
+            return (st.st_dev, st.st_ino) == (state.dev, state.ino)
+
+        self.store.prune(cutoff, keep=still_there)
+
+    def _lost(self, h: Harvester, nbytes: int, why: str) -> None:
+        if nbytes > 0:
+            self._report_lost(h.path, nbytes, why)
+
+    def _report_lost(self, path: str, nbytes: int, why: str) -> None:
+        self.stats.files_lost += 1
+        self.stats.bytes_lost += nbytes
+        log.warning(
+            "%s: %d unread bytes are gone (%s); they cannot be shipped",
+            path,
+            nbytes,
+            why,
+            extra={"path": path, "bytes_lost": nbytes},
+        )
+
+    def _input(self, input_id: str) -> InputConfig | None:
+        return next((inp for inp in self.inputs if inp.id == input_id), None)
+
+    def _migrate_old_entries(self) -> None:
+        """Entries written by an older version lack the first-line digest that finds copies."""
+        for state in self.store:
+            if state.line0:
+                continue
+            line = first_line(read_head_path(state.path), allow_partial=True)
+            try:
+                st = os.stat(state.path)
+                here = (st.st_dev, st.st_ino) == (state.dev, state.ino)
+            except OSError:
+                here = False
+            if line is not None and here and matches(read_head_path(state.path), _fp(state)):
+                self.store.put(replace(state, line0=digest_of(line)))
 
     # ------------------------------------------------------------------ batches and acks
 
@@ -595,7 +842,7 @@ class Tailer:
         end = records[-1].end
         h.emitted_end = end
         batch = Batch(SourceRef(h.input.id, h.key, h.path), start, end, tuple(records), self._seq)
-        self.tracker.sent(h.key, batch.seq, end, len(records))
+        self.tracker.sent(h.key, batch.seq, end, len(records), _tail_digest(h, end))
         stats = self.stats
         stats.records += len(records)
         stats.bytes += end - start
@@ -621,21 +868,13 @@ class Tailer:
             h = self._harvesters.get(key)
             committed = self.tracker.committed(key)
             if h is not None and committed is not None:
-                self._put_state(h, committed)
+                self._put_state(h)
 
-    def _put_state(self, h: Harvester, offset: int, finished: bool = False) -> None:
-        tail = None
-        size = h.position
-        fd = h.fileno()
-        if fd is not None:
-            try:
-                size = max(size, os.fstat(fd).st_size)
-                if offset > 0:
-                    n = min(TAIL_LEN, offset)
-                    data = os.pread(fd, n, offset - n)
-                    tail = digest_of(data) if len(data) == n else None
-            except OSError:
-                tail = None
+    def _put_state(self, h: Harvester, finished: bool = False) -> None:
+        """Record ``h`` at its acknowledged position (with the digest of the bytes before it)."""
+        offset = self.tracker.committed(h.key)
+        if offset is None:
+            offset = h.emitted_end
         self.store.put(
             FileState(
                 key=h.key,
@@ -646,8 +885,78 @@ class Tailer:
                 head_len=h.fp.head_len,
                 head=h.fp.digest,
                 offset=offset,
-                size=size,
-                tail=tail,
+                size=max(h.position, h.last_size),
+                tail=self.tracker.committed_tail(h.key),
                 finished=finished,
+                line0=h.identity.line0,
+                real_path=h.real_path,
+                cuts=h.cuts_after(offset),
             )
         )
+
+
+def _release(watcher: DirectoryWatcher, wake: Waker) -> None:
+    watcher.close()
+    wake.close()
+
+
+def _fp(state: FileState) -> Fingerprint:
+    return Fingerprint(state.head_len, state.head)
+
+
+def _identity(state: FileState) -> Identity:
+    return Identity(state.key, _fp(state), state.line0)
+
+
+def _tail_digest(h: Harvester, end: int) -> str | None:
+    """Digest of the TAIL_LEN bytes before ``end`` (or all of them, near the start), from what the
+    harvester holds when it can, else one ``pread``; None where it cannot tell (a ``.gz``)."""
+    n = min(TAIL_LEN, end)
+    if n == 0:
+        return None
+    data: bytes | None = None
+    if end == h.position and h.tail_bytes is not None and len(h.tail_bytes) >= n:
+        data = h.tail_bytes[-n:]
+    elif h.fd is not None:
+        try:
+            data = os.pread(h.fd, n, end - n)
+        except OSError:
+            data = None
+    return digest_of(data) if data is not None and len(data) == n else None
+
+
+def _last_line_end(path: str, size: int) -> int:
+    window = min(size, 65536)
+    data = read_range(path, size - window, window) or b""
+    nl = data.rfind(b"\n")
+    return size - window + nl + 1 if nl >= 0 else size - window
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes | None:
+    try:
+        return os.pread(fd, n, offset)
+    except OSError:
+        return None
+
+
+def _gz_is_prefix(gz_path: str, other: Callable[[int, int], bytes | None]) -> bool | None:
+    """Is the uncompressed content of ``gz_path`` a prefix of the file ``other`` reads? None when
+    the ``.gz`` is incomplete (still being written). Stops at the first difference."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(gz_path, "rb") as gz:
+            pos = 0
+            while True:
+                try:
+                    chunk = gz.read(COPY_CHUNK)
+                except EOFError:
+                    return None
+                if not chunk:
+                    return True
+                if other(pos, len(chunk)) != chunk:
+                    return False
+                pos += len(chunk)
+    except (OSError, zlib.error):
+        return None

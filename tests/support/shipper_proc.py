@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipper.parse import PARSERS
-from shipper.source.fingerprint import fingerprint_head
+from shipper.source.fingerprint import birth_time_ns, derive_key, first_line
 from shipper.source.lines import LineSplitter
 from shipper.source.multiline import Grouper
 from shipper.source.records import Record, record_id
@@ -19,16 +21,22 @@ from shipper.source.records import Record, record_id
 REPO = Path(__file__).resolve().parents[2]
 
 
-def expected_ids(path: Path, parser: str) -> dict[str, bytes]:
+def file_key(path: Path, host: str | None = None) -> str:
+    """The id prefix a shipper on ``host`` (this machine by default) gives a file it meets first."""
+    line = first_line(path.read_bytes()[:1024], allow_partial=True)
+    assert line is not None
+    return derive_key(host or socket.gethostname(), line, os.stat(path).st_ino, birth_time_ns(str(path)))
+
+
+def expected_ids(path: Path, parser: str, host: str | None = None) -> dict[str, bytes]:
     """The ids (and raw records) a correct shipper indexes for a complete, unrotated file."""
     data = path.read_bytes()
-    fp = fingerprint_head(data[:1024])
-    assert fp is not None
+    key = file_key(path, host)
     splitter, grouper = LineSplitter(0, 1 << 20), Grouper(PARSERS[parser].continues, 1 << 20)
     out: list[Record] = []
     grouper.feed(splitter.feed(data), out)
     grouper.flush(out)
-    return {record_id(fp.key, r.offset): r.data for r in out}
+    return {record_id(key, r.offset): r.data for r in out}
 
 
 @dataclass

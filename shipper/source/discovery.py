@@ -1,0 +1,105 @@
+"""What the inputs' globs match now, and how that differs from the last look.
+
+The periodic listing is the source of truth (inotify events only make it happen sooner: events are
+lost on overflow and never arrive on NFS). :func:`list_files` is the only I/O here; :func:`diff`
+is a pure function from two listings to the changes, so the tailer only ever looks closer at files
+that were created, grew, shrank, were touched, moved or went away.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from ..config import InputConfig
+
+Ident = tuple[int, int]  # (st_dev, st_ino)
+
+
+class Seen(NamedTuple):
+    """One regular file matched by an input's globs (``path`` may be a symlink to it)."""
+
+    path: str
+    input_index: int
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def ident(self) -> Ident:
+        return (self.dev, self.ino)
+
+
+class Change(NamedTuple):
+    """A file whose listing differs between two looks; ``before``/``after`` is None if absent."""
+
+    ident: Ident
+    before: Seen | None
+    after: Seen | None
+
+    @property
+    def created(self) -> bool:
+        return self.before is None
+
+    @property
+    def gone(self) -> bool:
+        return self.after is None
+
+    @property
+    def grew(self) -> bool:
+        return self.before is not None and self.after is not None and self.after.size > self.before.size
+
+    @property
+    def shrank(self) -> bool:
+        return self.before is not None and self.after is not None and self.after.size < self.before.size
+
+
+def excluded(inp: InputConfig, path: str) -> bool:
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatch(name, ex) or fnmatch.fnmatch(path, ex) for ex in inp.exclude)
+
+
+def list_files(inputs: Sequence[InputConfig]) -> dict[Ident, Seen]:
+    """Every regular file the inputs' globs match; a file matched twice counts once (first wins)."""
+    found: dict[Ident, Seen] = {}
+    for index, inp in enumerate(inputs):
+        for pattern in inp.paths:
+            for path in sorted(glob.glob(os.path.expanduser(pattern))):
+                if excluded(inp, path):
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                ident = (st.st_dev, st.st_ino)
+                if ident not in found:
+                    found[ident] = Seen(path, index, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def diff(before: Mapping[Ident, Seen], after: Mapping[Ident, Seen]) -> list[Change]:
+    """The files that appeared, went away, or changed path, size or modification time."""
+    changes = [
+        Change(ident, before.get(ident), seen) for ident, seen in after.items() if before.get(ident) != seen
+    ]
+    changes.extend(Change(ident, seen, None) for ident, seen in before.items() if ident not in after)
+    return changes
+
+
+def watched_dirs(inputs: Sequence[InputConfig]) -> set[str]:
+    """The directories named by the inputs' patterns (the part before the first wildcard)."""
+    dirs: set[str] = set()
+    for inp in inputs:
+        for pattern in inp.paths:
+            pattern = os.path.expanduser(pattern)
+            static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+            base = os.path.dirname(static) if not static.endswith("/") else static.rstrip("/")
+            dirs.add(base or ".")
+    return dirs

@@ -1,0 +1,120 @@
+"""Where a file's content went: its other names after rotation.
+
+Rotation leaves content next to where it was: ``app.log.1``, ``app.log-20261124``,
+``app-20261124.log``, ``app.log.2.gz``. For a path that is a symlink, rotation happens next to the
+*target*, so both directories are looked at. These functions only list and stat candidates; whether
+a candidate holds the content in question is for the caller to check (by inode, head and the bytes
+before the position).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import stat
+from collections.abc import Iterable, Sequence
+
+from ..config import InputConfig
+from .discovery import excluded
+
+
+def resolved(path: str) -> str | None:
+    """The real path of a symlinked ``path``; None if ``path`` is not a symlink."""
+    try:
+        if not os.path.islink(path):
+            return None
+        return os.path.realpath(path)
+    except OSError:
+        return None
+
+
+def _regular(path: str) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _places(paths: Iterable[str | None]) -> list[tuple[str, str]]:
+    """``(directory, stem)`` pairs: ``/var/log/app.log`` -> ``("/var/log", "app")``."""
+    out: list[tuple[str, str]] = []
+    for path in paths:
+        if not path:
+            continue
+        directory, base = os.path.split(path)
+        stem = base.rsplit(".", 1)[0] if "." in base else base
+        place = (directory or ".", stem)
+        if place not in out:
+            out.append(place)
+    return out
+
+
+def siblings(path: str, real_path: str | None = None) -> list[tuple[str, os.stat_result]]:
+    """Regular files next to ``path`` (and to its symlink target) named like its rotations,
+    ``path`` itself included."""
+    out: list[tuple[str, os.stat_result]] = []
+    seen: set[tuple[int, int]] = set()
+    for directory, stem in _places((path, real_path)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(stem):
+                continue
+            full = os.path.join(directory, name)
+            st = _regular(full)
+            if st is not None and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                out.append((full, st))
+    return out
+
+
+def find_inode(path: str, real_path: str | None, dev: int, ino: int) -> tuple[str, os.stat_result] | None:
+    """The file with inode ``(dev, ino)`` among ``path``'s rotation siblings (a rename keeps it)."""
+    for directory, stem in _places((path, real_path)):
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.inode() != ino or not entry.name.startswith(stem):
+                continue
+            st = _regular(entry.path)
+            if st is not None and (st.st_dev, st.st_ino) == (dev, ino):
+                return entry.path, st
+    return None
+
+
+def rotated_names(inp: InputConfig, live_targets: Sequence[str] = ()) -> list[tuple[str, os.stat_result]]:
+    """Files named like rotations of the input's files (``PATTERN.*``, ``PATTERN-*``, and the same
+    next to the targets of symlinked live paths), whose base name is not excluded."""
+    found: list[tuple[str, os.stat_result]] = []
+    patterns = [os.path.expanduser(p) for p in inp.paths]
+    patterns.extend(live_targets)
+    for pattern in patterns:
+        literal = pattern in live_targets
+        base_pattern = os.path.basename(pattern)
+
+        def is_base(name: str, base_pattern: str = base_pattern, literal: bool = literal) -> bool:
+            return name == base_pattern if literal else fnmatch.fnmatch(name, base_pattern)
+
+        for suffix in (".*", "-*"):
+            for full in glob.glob((glob.escape(pattern) if literal else pattern) + suffix):
+                name = os.path.basename(full)
+                base = next(
+                    (
+                        name[:i]
+                        for i in range(len(name), 0, -1)
+                        if name[i : i + 1] in (".", "-") and is_base(name[:i])
+                    ),
+                    None,
+                )
+                if base is None or excluded(inp, os.path.join(os.path.dirname(full), base)):
+                    continue
+                st = _regular(full)
+                if st is not None:
+                    found.append((full, st))
+    return found
