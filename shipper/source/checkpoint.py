@@ -90,7 +90,7 @@ class CheckpointStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._states: dict[str, FileState] = {}
-        self._by_inode: dict[tuple[int, int], str] = {}
+        self._by_inode: dict[tuple[int, int], set[str]] = {}
         self._by_line0: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
         self.saves = 0
@@ -179,9 +179,11 @@ class CheckpointStore:
     def get(self, key: str) -> FileState | None:
         return self._states.get(key)
 
-    def by_inode(self, dev: int, ino: int) -> FileState | None:
-        key = self._by_inode.get((dev, ino))
-        return self._states.get(key) if key is not None else None
+    def at_inode(self, dev: int, ino: int) -> list[FileState]:
+        """Entries last seen at this inode: several when a file was truncated or rewritten in
+        place, or when the inode was reused. Newest first."""
+        states = [self._states[k] for k in self._by_inode.get((dev, ino), ()) if k in self._states]
+        return sorted(states, key=lambda s: s.updated, reverse=True)
 
     def by_line0(self, line0: str) -> list[FileState]:
         return [self._states[k] for k in self._by_line0.get(line0, ()) if k in self._states]
@@ -198,13 +200,16 @@ class CheckpointStore:
     # ------------------------------------------------------------------ changes
 
     def _index(self, state: FileState) -> None:
-        self._by_inode[(state.dev, state.ino)] = state.key
+        self._by_inode.setdefault((state.dev, state.ino), set()).add(state.key)
         if state.line0:
             self._by_line0.setdefault(state.line0, set()).add(state.key)
 
     def _unindex(self, state: FileState) -> None:
-        if self._by_inode.get((state.dev, state.ino)) == state.key:
-            del self._by_inode[(state.dev, state.ino)]
+        at = self._by_inode.get((state.dev, state.ino))
+        if at is not None:
+            at.discard(state.key)
+            if not at:
+                del self._by_inode[(state.dev, state.ino)]
         keys = self._by_line0.get(state.line0)
         if keys is not None:
             keys.discard(state.key)

@@ -64,14 +64,21 @@ def excluded(inp: InputConfig, path: str) -> bool:
     return any(fnmatch.fnmatch(name, ex) or fnmatch.fnmatch(path, ex) for ex in inp.exclude)
 
 
-def list_files(inputs: Sequence[InputConfig]) -> dict[Ident, Seen]:
-    """Every regular file the inputs' globs match; a file matched twice counts once (first wins)."""
+def list_files(
+    inputs: Sequence[InputConfig], link_targets: dict[str, str] | None = None
+) -> dict[Ident, Seen]:
+    """Every regular file the inputs' globs match; a file matched twice counts once (first wins).
+
+    Matched symlinks, dangling ones included, go into ``link_targets`` (path -> resolved path):
+    their target may have been rotated away, and its rotated names are next to the target."""
     found: dict[Ident, Seen] = {}
     for index, inp in enumerate(inputs):
         for pattern in inp.paths:
             for path in sorted(glob.glob(os.path.expanduser(pattern))):
                 if excluded(inp, path):
                     continue
+                if link_targets is not None and os.path.islink(path):
+                    link_targets[path] = os.path.realpath(path)
                 try:
                     st = os.stat(path)
                 except OSError:

@@ -217,7 +217,6 @@ class Harvester:
         if size < pos:
             self.changed = TRUNCATED_UNDER_US
             return b""
-        self.last_size = size
         if size == pos:
             return b""
         tail = self.tail_bytes
@@ -227,8 +226,10 @@ class Harvester:
         except OSError:
             return b""
         if k and data[:k] != tail:
+            # last_size keeps the size seen while the content was intact: what was unread of it.
             self.changed = TRUNCATED_UNDER_US if len(data) < k else REWRITTEN_UNDER_US
             return b""
+        self.last_size = size
         chunk = data[k:] if k else data
         # Invariant: tail_bytes, when known, is the file's bytes [max(0, pos - TAIL_LEN), pos).
         if len(chunk) >= TAIL_LEN:
@@ -256,6 +257,8 @@ class Harvester:
             self.changed = TRUNCATED_UNDER_US
         elif tail and before != tail:
             self.changed = REWRITTEN_UNDER_US
+        else:
+            self.last_size = size
         return self.changed is None
 
     def _feed(self, chunk: bytes, out: list[Record]) -> None:
@@ -349,7 +352,7 @@ class Harvester:
         if (st.st_dev, st.st_ino) != (self.dev, self.ino):
             os.close(fd)
             return False
-        self.fd, self.path, self.last_size = fd, target, st.st_size
+        self.fd, self.path = fd, target
         self.eof = False
         return True
 

@@ -51,6 +51,20 @@ def _places(paths: Iterable[str | None]) -> list[tuple[str, str]]:
     return out
 
 
+def named_like_rotation_of(path: str, original: str | None) -> bool:
+    """Is ``path``'s name what rotating ``original`` produces (``app.log.1``, ``app.log.2.gz``,
+    ``app.log-20261124``, ``app-20261124.log``, or the same name elsewhere, as logrotate's
+    ``olddir`` does)? Only such a file can be a copy of ``original``'s content: two files that
+    merely start alike are two files."""
+    if not original:
+        return False
+    name, orig = os.path.basename(path), os.path.basename(original)
+    if name.startswith(orig):
+        return True
+    stem = orig.rsplit(".", 1)[0] if "." in orig else orig
+    return any(name.startswith(stem + sep) for sep in ".-_")
+
+
 def siblings(path: str, real_path: str | None = None) -> list[tuple[str, os.stat_result]]:
     """Regular files next to ``path`` (and to its symlink target) named like its rotations,
     ``path`` itself included."""

@@ -63,7 +63,7 @@ from .fingerprint import (
 from .harvester import REWRITTEN_UNDER_US, TRUNCATED_UNDER_US, Harvester, Identity
 from .multiline import ContinuationRule
 from .records import NO_NEWLINE, TRUNCATED, Batch, Record, SourceRef
-from .rotation import find_inode, resolved, rotated_names, siblings
+from .rotation import find_inode, named_like_rotation_of, resolved, rotated_names, siblings
 from .watcher import DirectoryWatcher, Waker
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,8 @@ class Tailer:
         self._timer_seq = itertools.count()
         self._timer_at: dict[str, float] = {}
         self._listing: dict[Ident, Seen] = {}
+        #: Symlinks matched by the globs (dangling ones too) and their targets.
+        self._link_targets: dict[str, str] = {}
         self._pending: dict[Ident, _Pending] = {}
         #: Files to look at again at the next scan even if unchanged.
         self._recheck: set[Ident] = set()
@@ -252,6 +254,7 @@ class Tailer:
 
     def watched_dirs(self) -> set[str]:
         dirs = watched_dirs(self.inputs)
+        dirs.update(os.path.dirname(target) for target in self._link_targets.values())
         for h in self._harvesters.values():
             dirs.add(os.path.dirname(h.path) or ".")
             if h.real_path:
@@ -283,7 +286,9 @@ class Tailer:
         now = self.clock() if now is None else now
         if self.watcher.update(self.watched_dirs()):
             self._next_scan = now  # a directory just watched: events before that were missed
-        listing = list_files(self.inputs)
+        link_targets: dict[str, str] = {}
+        listing = list_files(self.inputs, link_targets)
+        self._link_targets = link_targets
         changes = diff(self._listing, listing)
         self._listing = listing
         to_discover: dict[Ident, Seen] = {}
@@ -302,6 +307,8 @@ class Tailer:
                 continue
             if h.compressed:
                 continue  # a compressed source does not grow, and its size is not its length
+            if h.suspended and seen.size >= h.position:
+                h.resume(seen.path)  # it changed: reopen it, and check what it holds now
             if seen.size < h.position or not h.check():
                 if h.changed is None:
                     h.changed = TRUNCATED_UNDER_US  # suspended: it shrank while closed
@@ -340,8 +347,6 @@ class Tailer:
             h.live = not h.static
             if h.live:
                 self._by_path[h.path] = h
-        if not h.compressed:
-            h.last_size = seen.size
 
     def _gone_from_globs(self, h: Harvester, now: float) -> None:
         """``h``'s file is no longer at a path the globs match: rotated away, or deleted."""
@@ -383,13 +388,14 @@ class Tailer:
         live = not adopted and not compressed
 
         # 1. What this inode held when we last saw it (a restart, or a file that came back).
-        entry = self.store.by_inode(*ident)
-        if entry is not None and entry.key in self._harvesters:
-            # Its content is being read elsewhere, or was just read here and awaits its last
-            # acknowledgements: look again once that is settled.
-            self._recheck.add(ident)
-            return
-        if entry is not None and matches(head, _fp(entry)) and self._holds(seen.path, entry):
+        for entry in self.store.at_inode(*ident):
+            if not matches(head, _fp(entry)) or not self._holds(seen.path, entry):
+                continue  # an earlier content of this inode (rewritten in place, or reused)
+            if entry.key in self._harvesters:
+                # Being read elsewhere, or just read here and awaiting its last acknowledgements:
+                # look again once that is settled.
+                self._recheck.add(ident)
+                return
             if entry.finished and (compressed or seen.size <= entry.offset):
                 self._known[ident] = sig
                 return
@@ -413,6 +419,11 @@ class Tailer:
         for cand in self.store.by_line0(line0):
             if (cand.dev, cand.ino) == ident or not matches(head, _fp(cand)):
                 continue
+            if not (
+                named_like_rotation_of(seen.path, cand.path)
+                or named_like_rotation_of(seen.path, cand.real_path)
+            ):
+                continue  # starts like it, but is not named like a rotation of it: another file
             if self._in_place(cand):
                 verdict = self._prefix_of(seen, cand)
                 if verdict is not False:
@@ -665,7 +676,7 @@ class Tailer:
         horizon = max(
             self.store.created - MTIME_SLACK, time.time() - self.watch.forget_finished_after_hours * 3600
         )
-        targets = sorted({h.real_path for h in self._harvesters.values() if h.live and h.real_path})
+        targets = sorted(self._link_targets.values())
         for index, inp in enumerate(self.inputs):
             for full, st in rotated_names(inp, targets):
                 ident = (st.st_dev, st.st_ino)
@@ -674,8 +685,7 @@ class Tailer:
                 sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 if sig in self._checked_siblings:
                     continue
-                entry = self.store.by_inode(*ident)
-                if entry is not None and entry.finished and entry.offset >= st.st_size:
+                if any(e.finished and e.offset >= st.st_size for e in self.store.at_inode(*ident)):
                     self._checked_siblings.add(sig)
                     continue
                 before = self.stats.files_opened
