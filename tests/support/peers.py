@@ -53,7 +53,7 @@ class Recorder(_Peer):
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_HEAD = _any
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
