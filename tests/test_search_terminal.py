@@ -75,10 +75,10 @@ def hostile_index(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path
     client = es_client(es_url)
     ops: list[dict[str, object]] = []
     for i, message in enumerate(HOSTILE):
-        ops.append({"create": {"_index": f"logs-celery.worker-{namespace}-2026.11.24", "_id": f"h{i}"}})
+        ops.append({"create": {"_index": f"logs-celery.worker-{namespace}-2099.01.01", "_id": f"h{i}"}})
         ops.append(
             {
-                "@timestamp": f"2026-11-24T10:00:{i:02d}.000Z",
+                "@timestamp": f"2099-01-01T00:00:{i:02d}.000Z",  # the newest: first in search and summary
                 "message": message,
                 "log": {"level": "error"},
                 "event": {"dataset": "celery.worker"},
