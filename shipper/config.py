@@ -422,7 +422,9 @@ def _resolve_paths(config: ShipperConfig, base_dir: Path) -> ShipperConfig:
     )
     return dataclasses.replace(
         config,
-        data_dir=str((base_dir / config.data_dir).resolve()),
+        data_dir=config.data_dir
+        if os.path.isabs(config.data_dir)
+        else str((base_dir / config.data_dir).resolve()),
         inputs=inputs,
         output=dataclasses.replace(config.output, elasticsearch=es),
     )
