@@ -54,12 +54,18 @@ def config_group() -> None:
 @CONFIG_OPTION
 def config_check(config_path: str) -> None:
     """Validate the config file and print a summary of the inputs."""
+    from .redact import redact_url
+    from .terminal import printable
+
     config = load(config_path)
-    click.echo(f"{config_path}: OK")
+    click.echo(printable(f"{config_path}: OK"))
     for inp in config.inputs:
-        click.echo(f"  input {inp.id}: parser={inp.parser} paths={', '.join(inp.paths)}")
-    click.echo(f"  output: {', '.join(config.output.elasticsearch.hosts)}")
-    click.echo(f"  data_dir: {config.data_dir}")
+        click.echo(printable(f"  input {inp.id}: parser={inp.parser} paths={', '.join(inp.paths)}"))
+    click.echo(printable(f"  output: {', '.join(redact_url(h) for h in config.output.elasticsearch.hosts)}"))
+    click.echo(printable(f"  data_dir: {config.data_dir}"))
+    click.echo(printable(f"  events: {redact_url(config.events.broker_url)}"))
+    if config.events.alerts.webhook_url:
+        click.echo(printable(f"  alerts webhook: {redact_url(config.events.alerts.webhook_url)}"))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -73,10 +79,13 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def _own_logging(level: str = "INFO") -> logging.Logger:
     """The shipper logs about itself in the same ECS JSON it ships (stderr, dataset shipper.log)."""
     from .logconfig import install_json_logging
+    from .redact import RedactFilter
 
-    install_json_logging(
+    handlers = install_json_logging(
         service_name="shipper", dataset="shipper.log", stream=sys.stderr, level=level, celery_context=False
     )
+    for handler in handlers:  # a URL in an error message or an extra never shows its password
+        handler.addFilter(RedactFilter())
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one line per request otherwise
     return logging.getLogger("shipper")
 
@@ -140,13 +149,28 @@ def tail_command(config_path: str, output: str, parse_records: bool) -> None:
 def _wait_for_mode(client: Any, configured: str, stop: threading.Event, log: logging.Logger) -> str | None:
     """Ask the server which index mode to use; retry while it is unreachable (or until stopped)."""
     from elastic_transport import TransportError
+    from elasticsearch import ApiError
 
+    from .redact import redact_text
     from .sink.setup import detect_mode
 
     delay = 1.0
     while not stop.is_set():
         try:
             mode, note = detect_mode(client, configured)
+        except ApiError as exc:
+            status = getattr(getattr(exc, "meta", None), "status", None)
+            if status in (401, 403):
+                raise ShipperError(
+                    f"Elasticsearch refused the credentials (HTTP {status}): {redact_text(str(exc.message))}"
+                ) from None
+            log.warning(
+                "Elasticsearch answered with an error, retrying",
+                extra={"reason": f"HTTP {status}: {exc.message}", "retry_in": delay},
+            )
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+            continue
         except TransportError as exc:
             log.warning("Elasticsearch unreachable, retrying", extra={"reason": str(exc), "retry_in": delay})
             stop.wait(delay)
@@ -221,6 +245,7 @@ def events_command(config_path: str, broker: str | None) -> None:
     """
     import dataclasses
     import os
+    import uuid
 
     from .events import EventsBridge
     from .sink.bulk import BulkSender, EsTransport, SinkStats
@@ -273,20 +298,19 @@ def events_command(config_path: str, broker: str | None) -> None:
         if not sender.send(items):
             unsent += len(items)
 
-    bridge = EventsBridge(events_cfg, deliver, stop)
+    def dead_letter(raw: Any, reason: str) -> None:
+        """A message that is not an event: kept in the events dead-letter file with the reason."""
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        doc_id = str(uuid.uuid4())
+        item = make_item(naming, doc_id, "n/a", {"event": {"original": text}}, 0, None)
+        dead.write([(item, 0, None, reason)])
+
+    bridge = EventsBridge(events_cfg, deliver, stop, dead_letter=dead_letter)
     log.info("events started", extra={"index_mode": mode})
     bridge.run()
     if unsent:
         log.error("Elasticsearch unreachable at shutdown: events not indexed", extra={"unsent": unsent})
-    log.info(
-        "events stopped",
-        extra={
-            "received": bridge.received,
-            "reconnects": bridge.reconnects,
-            "unsent": unsent,
-            "sink": stats.__dict__,
-        },
-    )
+    log.info("events stopped", extra={**bridge.counters(), "unsent": unsent, "sink": stats.__dict__})
     dead.close()
 
 
@@ -353,22 +377,16 @@ def search_command(
     shipper search --task-id 1f0c6f0e-...
     shipper search 'tags:authentication_failure' --dataset rabbitmq.log
     """
-    import orjson
-
-    from .search import search
+    from .search import search, search_line
     from .sink.client import make_client
+    from .terminal import json_line
 
     config = load(config_path)
-    hits = search(
-        make_client(config.output.elasticsearch), query, task_id=task_id, dataset=dataset, size=size
-    )
+    es = config.output.elasticsearch
+    hits = search(make_client(es), query, task_id=task_id, dataset=dataset, size=size, hosts=es.hosts)
     for doc in hits:
-        if as_json:
-            click.echo(orjson.dumps(doc).decode())
-            continue
-        level = (doc.get("log") or {}).get("level", "-")
-        ds = (doc.get("event") or {}).get("dataset", "-")
-        click.echo(f"{doc.get('@timestamp', '-')} {level:7s} {ds:13s} {doc.get('message', '')}".rstrip())
+        # Log content is untrusted: no control character of it reaches the terminal.
+        click.echo(json_line(doc) if as_json else search_line(doc))
     if not hits:
         click.echo("no documents match", err=True)
 
@@ -379,10 +397,12 @@ def summary_command(config_path: str) -> None:
     """Documents per dataset and level, and the latest failed tasks with their error."""
     from .search import summary
     from .sink.client import make_client
+    from .terminal import printable
 
     config = load(config_path)
-    for line in summary(make_client(config.output.elasticsearch)):
-        click.echo(line)
+    es = config.output.elasticsearch
+    for line in summary(make_client(es), hosts=es.hosts):
+        click.echo(printable(line))
 
 
 @cli.group("kibana")
@@ -407,37 +427,55 @@ def kibana_export() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="NDJSON to import (default: the objects built into this version).",
 )
-def kibana_import(url: str, space: str | None, path: str | None) -> None:
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds the whole import may take.",
+)
+def kibana_import(url: str, space: str | None, path: str | None, timeout: float) -> None:
     """Import the saved objects (overwrite). Credentials: KIBANA_USERNAME/KIBANA_PASSWORD or
-    KIBANA_API_KEY in the environment. Exits non-zero if any object failed."""
-    import base64
+    KIBANA_API_KEY in the environment (or user:password@ in the URL). They are sent to that
+    address only: a redirect is an error. Exits non-zero if any object failed."""
     import os
 
-    from .kibana import KibanaError, import_objects, to_ndjson
+    from .kibana import KibanaError, basic_auth, import_objects, to_ndjson
+    from .terminal import printable
 
     auth = None
     if os.environ.get("KIBANA_API_KEY"):
         auth = f"ApiKey {os.environ['KIBANA_API_KEY']}"
     elif os.environ.get("KIBANA_USERNAME"):
-        pair = f"{os.environ['KIBANA_USERNAME']}:{os.environ.get('KIBANA_PASSWORD', '')}".encode()
-        auth = f"Basic {base64.b64encode(pair).decode()}"
-    ndjson = open(path, encoding="utf-8").read() if path else to_ndjson()  # noqa: SIM115
-    result = import_objects(url, ndjson, space=space, auth=auth)
+        auth = basic_auth(os.environ["KIBANA_USERNAME"], os.environ.get("KIBANA_PASSWORD", ""))
+    try:
+        ndjson = open(path, encoding="utf-8").read() if path else to_ndjson()  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KibanaError(f"cannot read {path}: {exc}") from None
+    result = import_objects(url, ndjson, space=space, auth=auth, timeout=timeout)
     for name in result.created:
-        click.echo(f"created: {name}")
+        click.echo(printable(f"created: {name}"))
     for name in result.updated:
-        click.echo(f"updated: {name}")
+        click.echo(printable(f"updated: {name}"))
     for name in result.failed:
-        click.echo(f"failed: {name}", err=True)
+        click.echo(printable(f"failed: {name}"), err=True)
     if result.failed:
         raise KibanaError(f"{len(result.failed)} saved object(s) failed to import")
+
+
+def error_line(exc: BaseException) -> str:
+    """An error as one printable line with no credentials in it, whatever its message held."""
+    from .redact import redact_text
+    from .terminal import printable
+
+    return printable(redact_text(str(exc)))
 
 
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="shipper", standalone_mode=False)
     except ShipperError as exc:
-        click.echo(f"shipper: error: {exc}", err=True)
+        click.echo(f"shipper: error: {error_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("shipper: aborted", err=True)

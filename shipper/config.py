@@ -12,6 +12,7 @@ Secrets never live in the file: ``${ES_PASSWORD}`` is replaced from the environm
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -56,6 +57,22 @@ def _listen(value: Any) -> str | None:
 
 def _non_empty(value: Any) -> str | None:
     return None if len(value) > 0 else "must not be empty"
+
+
+def _http_url(value: Any) -> str | None:
+    """Only http(s) URLs with a host: a ``file://`` or ``ftp://`` webhook must not be opened."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"must be an http:// or https:// URL, got scheme {parts.scheme or 'none'!r}"
+    if not parts.hostname:
+        return "the URL has no host"
+    return None
 
 
 def _checked(default: Any, check: Check) -> Any:
@@ -178,8 +195,13 @@ class MetricsConfig:
 class AlertsConfig:
     """Alerts from the Celery event stream: a webhook call and/or an alert document."""
 
-    #: POST a JSON body here (http/https) for each alert; None: no webhook.
-    webhook_url: str | None = None
+    #: POST a JSON body here (http/https only) for each alert; None: no webhook. Redirects are
+    #: not followed (a 3xx is a failed delivery).
+    webhook_url: str | None = _checked(None, _http_url)
+    #: Seconds one webhook call may take in all (connect, send, the whole answer).
+    webhook_timeout: float = _checked(5.0, _positive)
+    #: Alerts waiting for the webhook; more are dropped (counted, with a warning).
+    webhook_queue: int = _checked(1000, _positive)
     #: Alert on every failed task.
     on_task_failure: bool = True
     #: Alert when the share of failed tasks among those finished in ``window`` seconds passes this.
@@ -299,6 +321,8 @@ def _convert(tp: Any, value: Any, path: str, env: Mapping[str, str]) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(path, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # YAML's .inf / .nan: no duration or rate means that
+            raise ConfigError(path, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -343,34 +367,180 @@ def _build(cls: type[T], data: Mapping[str, Any], path: str, env: Mapping[str, s
     return cls(**kwargs)
 
 
+#: Characters Elasticsearch refuses in an index or data stream name (and ':', deprecated there).
+_INDEX_NAME_FORBIDDEN = set('\\/*?"<>|,# :')
+#: The data stream naming scheme's limit for the dataset and the namespace part.
+_NAME_PART_MAX = 100
+
+
+def index_name_part_problem(value: str) -> str | None:
+    """Why ``value`` cannot be the dataset or namespace part of ``logs-<dataset>-<namespace>``.
+
+    Elasticsearch's index-name rules (lowercase; none of ``\\ / * ? " < > | , #``, space or ``:``;
+    not starting with ``-``, ``_`` or ``+``; not ``.`` or ``..``; at most 255 bytes in all) and the
+    data stream naming scheme (no ``-`` inside a part, at most 100 characters). Checked at load:
+    Elasticsearch would otherwise refuse every single document with the same error.
+    """
+    if not value:
+        return "must not be empty"
+    if value != value.lower():
+        return f"must be lowercase, got {value!r}"
+    bad = sorted({c for c in value if c in _INDEX_NAME_FORBIDDEN or not c.isprintable()})
+    if bad:
+        return f"must not contain {' '.join(repr(c) for c in bad)} (Elasticsearch index name rules)"
+    if "-" in value:
+        return f"must not contain '-' (it separates type, dataset and namespace), got {value!r}"
+    if value[0] in "_+":
+        return f"must not start with '_' or '+', got {value!r}"
+    if value in (".", ".."):
+        return f"must not be {value!r}"
+    if len(value.encode("utf-8")) > _NAME_PART_MAX:
+        return f"must be at most {_NAME_PART_MAX} bytes, got {len(value.encode('utf-8'))}"
+    return None
+
+
+def _check_names(config: ShipperConfig) -> None:
+    problem = index_name_part_problem(config.output.elasticsearch.namespace)
+    if problem:
+        raise ConfigError("output.elasticsearch.namespace", problem)
+    for i, inp in enumerate(config.inputs):
+        if inp.dataset is not None:
+            problem = index_name_part_problem(inp.dataset)
+            if problem:
+                raise ConfigError(f"inputs[{i}].dataset", problem)
+
+
+def _relative_to(base_dir: Path, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def _resolve_paths(config: ShipperConfig, base_dir: Path) -> ShipperConfig:
+    """Every relative path in the file is relative to the file's directory (not to wherever the
+    command happens to run): ``data_dir``, ``inputs[].paths`` and the ``*_file`` secrets/CA."""
+    es = config.output.elasticsearch
+    files: dict[str, Any] = {
+        key: _relative_to(base_dir, getattr(es, key))
+        for key in ("ca_file", "password_file", "api_key_file")
+        if getattr(es, key)
+    }
+    es = dataclasses.replace(es, **files)
+    inputs = tuple(
+        dataclasses.replace(inp, paths=tuple(_relative_to(base_dir, p) for p in inp.paths))
+        for inp in config.inputs
+    )
+    return dataclasses.replace(
+        config,
+        data_dir=config.data_dir
+        if os.path.isabs(config.data_dir)
+        else str((base_dir / config.data_dir).resolve()),
+        inputs=inputs,
+        output=dataclasses.replace(config.output, elasticsearch=es),
+    )
+
+
 def parse_config(
     data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
 ) -> ShipperConfig:
-    """Validate an already-decoded YAML document; pure apart from reading ``env``."""
+    """Validate an already-decoded YAML document; pure apart from reading ``env``.
+
+    With ``base_dir`` (the config file's directory), relative paths are made absolute against it.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError("", f"the config must be a mapping at the top level, got {_describe(data)}")
     config = _build(ShipperConfig, data, "", os.environ if env is None else env)
-    if base_dir is not None and not os.path.isabs(config.data_dir):
-        config = dataclasses.replace(config, data_dir=str((base_dir / config.data_dir).resolve()))
+    _check_names(config)
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
     return config
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ShipperConfig:
-    """Read, interpolate and validate a config file; relative ``data_dir`` is relative to the file."""
-    p = Path(path)
+#: A config is a few kilobytes; anything near this is a mistake (or /dev/zero).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Values after expanding YAML aliases: a "billion laughs" file is refused, not expanded.
+MAX_CONFIG_NODES = 100_000
+
+
+def _key_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse duplicate mapping keys (YAML's last-wins would silently drop the first value),
+    naming the full key path, and alias expansion beyond :data:`MAX_CONFIG_NODES`."""
+    expanded: dict[int, int] = {}  # id(node) -> values it expands to (aliases share nodes)
+
+    def walk(node: yaml.Node, path: str, depth: int) -> int:
+        if depth > 100:
+            raise ConfigError(path, "nested too deeply")
+        if id(node) in expanded:
+            return expanded[id(node)]
+        expanded[id(node)] = 1  # a recursive alias counts once instead of looping
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    total += walk(value_node, path, depth + 1)
+                    continue
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
+                if key in seen:
+                    raise ConfigError(
+                        _key_path(path, key),
+                        f"duplicate key (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    )
+                seen[key] = key_node.start_mark.line + 1
+                total += walk(value_node, _key_path(path, key), depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                total += walk(item, f"{path}[{i}]", depth + 1)
+        if total > MAX_CONFIG_NODES:
+            raise ConfigError(path, f"the config expands to more than {MAX_CONFIG_NODES} values")
+        expanded[id(node)] = total
+        return total
+
+    walk(root, "", 0)
+
+
+def parse_yaml(text: str, source: str = "<config>") -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys and alias bombs; errors as one line."""
+    loader = yaml.SafeLoader(text)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"config file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read config file {p}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError("", f"{p}: invalid YAML{where}: {problem}") from None
+        raise ConfigError("", f"{source}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError("", f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ShipperConfig:
+    """Read, interpolate and validate a config file (at most :data:`MAX_CONFIG_BYTES`); relative
+    paths in it are relative to the file's directory."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {p} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {p}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"config file {p} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"cannot read config file {p}: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    data = parse_yaml(text, str(p))
     return parse_config(data, env, base_dir=p.parent.resolve())
 
 

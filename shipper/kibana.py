@@ -8,9 +8,9 @@ and any failure makes the command exit non-zero.
 
 from __future__ import annotations
 
+import base64
 import json
-import urllib.error
-import urllib.request
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -234,43 +234,77 @@ class ImportResult:
     failed: tuple[str, ...]
 
 
+#: Kibana space ids: lowercase letters, digits, '_' and '-' (anything else would change the path).
+_SPACE_RE = re.compile(r"[a-z0-9_\-]{1,100}")
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def import_objects(
-    url: str, ndjson: str, space: str | None = None, auth: str | None = None, timeout: float = 30.0
+    url: str, ndjson: str, space: str | None = None, auth: str | None = None, timeout: float = 60.0
 ) -> ImportResult:
-    """POST the objects to ``/api/saved_objects/_import?overwrite=true`` and read every result."""
+    """POST the objects to ``/api/saved_objects/_import?overwrite=true`` and read every result.
+
+    Credentials (``auth``, or ``user:password@`` in ``url`` when ``auth`` is None) are sent to that
+    one address only: a redirect is an error, never followed. ``timeout`` bounds the whole call.
+    """
+    from .httppost import HttpPostError, post, split_userinfo
+    from .redact import redact_url
+
+    shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
-        raise KibanaError(f"--url must start with http:// or https://, got {url!r}")
-    base = url.rstrip("/") + (f"/s/{space}" if space else "")
+        raise KibanaError(f"--url must start with http:// or https://, got {shown!r}")
+    if space is not None and not _SPACE_RE.fullmatch(space):
+        raise KibanaError(f"--space must be a Kibana space id (a-z, 0-9, '_', '-'), got {space!r}")
+    bare, user, password = split_userinfo(url)
+    if auth is None and user:
+        auth = basic_auth(user, password or "")
+    base = bare.rstrip("/") + (f"/s/{space}" if space else "")
     boundary = uuid.uuid4().hex
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="objects.ndjson"\r\n'
         f"Content-Type: application/ndjson\r\n\r\n{ndjson}\r\n--{boundary}--\r\n"
     ).encode()
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        f"{base}/api/saved_objects/_import?overwrite=true", data=body, method="POST"
-    )
-    req.add_header("kbn-xsrf", "celery-log-shipper")
-    req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    headers = {"kbn-xsrf": "celery-log-shipper", "Content-Type": f"multipart/form-data; boundary={boundary}"}
     if auth:
-        req.add_header("Authorization", auth)
+        headers["Authorization"] = auth
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL from the user
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise KibanaError(f"Kibana refused the import: HTTP {exc.code} {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise KibanaError(f"cannot reach Kibana at {url}: {exc}") from None
+        resp = post(f"{base}/api/saved_objects/_import?overwrite=true", body, headers, timeout)
+    except HttpPostError as exc:
+        raise KibanaError(f"Kibana import failed: {exc}") from None
+    if resp.status != 200:
+        raise KibanaError(f"Kibana refused the import: HTTP {resp.status} {resp.body[:300]!r}")
+    try:
+        answer = json.loads(resp.body)
     except ValueError:
         raise KibanaError("Kibana answered with something that is not JSON") from None
+    if not isinstance(answer, dict):
+        raise KibanaError("Kibana answered with JSON that is not an import result")
+    return read_result(answer, sent=sum(1 for line in ndjson.splitlines() if line.strip()))
+
+
+def read_result(answer: dict[str, Any], sent: int) -> ImportResult:
+    """Every object sent must be reported imported; anything else is a failure, named."""
+
+    def entries(key: str) -> list[dict[str, Any]]:
+        value = answer.get(key)
+        return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
     created: list[str] = []
     updated: list[str] = []
-    for r in answer.get("successResults", []):
+    for r in entries("successResults"):
         label = f"{r.get('type')}/{r.get('id')}"
         (updated if r.get("overwrite") else created).append(label)
-    failed = [
-        f"{e.get('type')}/{e.get('id')}: {(e.get('error') or {}).get('type', 'error')}"
-        for e in answer.get("errors", [])
-    ]
-    if not answer.get("success", False) and not failed:
+    failed = []
+    for e in entries("errors"):
+        error = e.get("error")
+        kind = error.get("type", "error") if isinstance(error, dict) else "error"
+        failed.append(f"{e.get('type')}/{e.get('id')}: {kind}")
+    if answer.get("success") is not True and not failed:
         failed.append("import reported success: false")
+    imported = len(created) + len(updated)
+    if not failed and imported != sent:
+        failed.append(f"Kibana reported {imported} of the {sent} objects sent as imported")
     return ImportResult(tuple(created), tuple(updated), tuple(failed))

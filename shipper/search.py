@@ -6,6 +6,7 @@ same commands work on Elasticsearch and on the local Elasticsearch-compatible se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import ShipperError
@@ -34,8 +35,20 @@ def _query(query: str, task_id: str | None, dataset: str | None, kql: bool = Fal
     return {"bool": {"must": must}} if must else {"match_all": {}}
 
 
+def _where(hosts: Sequence[str]) -> str:
+    from .redact import redact_url
+
+    return f" at {', '.join(redact_url(h) for h in hosts)}" if hosts else ""
+
+
 def search(
-    client: Any, query: str = "*", *, task_id: str | None = None, dataset: str | None = None, size: int = 20
+    client: Any,
+    query: str = "*",
+    *,
+    task_id: str | None = None,
+    dataset: str | None = None,
+    size: int = 20,
+    hosts: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     from elastic_transport import TransportError
     from elasticsearch import ApiError
@@ -53,8 +66,21 @@ def search(
     except ApiError as exc:
         raise SearchError(f"search failed: {exc.message}") from None
     except TransportError as exc:
-        raise SearchError(f"cannot reach Elasticsearch: {exc}") from None
+        raise SearchError(f"cannot reach Elasticsearch{_where(hosts)}: {exc}") from None
     return [hit["_source"] for hit in resp["hits"]["hits"]]
+
+
+def search_line(doc: dict[str, Any]) -> str:
+    """One hit as one terminal-safe line: time, level, dataset, message (escaped)."""
+    from .terminal import printable
+
+    log = doc.get("log")
+    event = doc.get("event")
+    level = (log.get("level") if isinstance(log, dict) else None) or "-"
+    ds = (event.get("dataset") if isinstance(event, dict) else None) or "-"
+    message = doc.get("message")
+    text = f"{doc.get('@timestamp', '-')} {printable(level):7s} {printable(ds):13s} "
+    return printable(text) + printable("" if message is None else message).rstrip()
 
 
 def count(client: Any, query: dict[str, Any]) -> int:
@@ -62,7 +88,7 @@ def count(client: Any, query: dict[str, Any]) -> int:
     return int(resp["count"])
 
 
-def summary(client: Any) -> list[str]:
+def summary(client: Any, hosts: Sequence[str] = ()) -> list[str]:
     from elastic_transport import TransportError
 
     try:
@@ -104,4 +130,4 @@ def summary(client: Any) -> list[str]:
             )
         return lines
     except TransportError as exc:
-        raise SearchError(f"cannot reach Elasticsearch: {exc}") from None
+        raise SearchError(f"cannot reach Elasticsearch{_where(hosts)}: {exc}") from None

@@ -133,7 +133,8 @@ def test_client_settings_errors_name_the_key(cfg: ElasticsearchConfig, key: str)
 
 def test_templates_map_every_field_and_data_stream_mode() -> None:
     props = properties()
-    assert props["celery"]["properties"]["task"]["properties"]["id"] == {"type": "keyword"}
+    task = props["celery"]["properties"]["task"]["properties"]
+    assert task["id"] == {"type": "keyword", "ignore_above": 1024}
     assert props["@timestamp"] == {"type": "date"}
     ds = index_template("celery.worker", "data_stream", ilm_policy="p")
     assert ds["data_stream"] == {} and ds["priority"] > 500

@@ -8,12 +8,28 @@ which is both what Elasticsearch maps most reliably and faster than renaming fla
 
 Output is nested (``{"log": {"level": "info"}}``), never dotted keys: some Elasticsearch-compatible
 servers do not expand dotted keys, and nested objects mean the same thing everywhere.
+
+Every record becomes exactly one line of valid JSON, whatever it holds: a logging call must never
+lose its record nor print "--- Logging error ---". Non-string keys, values orjson refuses (integers
+beyond 64 bits, lone surrogates, nesting deeper than 254), NaN (written as null, as orjson does),
+an exception whose ``__str__`` raises, even a ``msg % args`` that fails: the fast path is orjson,
+the rare rest goes through a sanitising stdlib fallback, and a record that cannot be formatted at
+all still gives a minimal document tagged ``log_format_error``.
+
+python-json-logger options: ``static_fields`` and ``defaults`` are honoured (dotted keys nest;
+``defaults`` never override a field, ``static_fields`` never override an ECS field),
+``reserved_attrs`` adds attributes that are not extras; ``rename_fields``, ``timestamp``,
+``prefix``, ``json_indent`` and ``exc_info_as_array`` / ``stack_info_as_array`` are refused with a
+``ValueError`` (the field names are ECS's, ``@timestamp`` is always written, and the output must stay
+one JSON object per line with ``error.stack_trace`` a string).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -43,9 +59,93 @@ _LEVELS = {
 }
 
 
+#: python-json-logger options that cannot hold here (see the module docstring).
+_REFUSED_OPTIONS = {
+    "rename_fields": "the field names are ECS's",
+    "rename_fields_keep_missing": "the field names are ECS's",
+    "timestamp": "@timestamp is always written",
+    "prefix": "every line must be one JSON object",
+    "json_indent": "every record must be one line",
+    "exc_info_as_array": "error.stack_trace stays a string",
+    "stack_info_as_array": "log.origin.stack_trace stays a string",
+}
+#: Nesting kept by the fallback encoder; deeper values become their (bounded) text.
+_MAX_DEPTH = 64
+_MAX_FALLBACK_TEXT = 64 * 1024
+#: ECS logging spec: ``labels`` keys have no dots (nor ``*`` or ``\``); we also replace any
+#: other character that is not a letter, a digit, ``_`` or ``-``.
+_LABEL_KEY_RE = re.compile(r"[^\w\-]")
+FORMAT_ERROR_TAG = "log_format_error"
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or its ``repr``, or a placeholder: never raises."""
+    try:
+        return value if isinstance(value, str) else str(value)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__} object>"
+
+
+def _jsonable(value: Any, default: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that ``json.dumps(allow_nan=False)`` can always encode: string keys
+    (the first of colliding keys wins), finite floats (others None, like orjson), bounded depth,
+    unknown objects through ``default`` then ``str``."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value) if value.bit_length() < 10_000 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if depth >= _MAX_DEPTH:
+        return _safe_str(value)[:_MAX_FALLBACK_TEXT]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in list(value.items()):
+            name = key if isinstance(key, str) else _safe_str(key)
+            if name not in out:
+                out[name] = _jsonable(item, default, depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(item, default, depth + 1) for item in list(value)]
+    try:
+        converted = default(value) if default is not None else _safe_str(value)
+    except Exception:
+        converted = _safe_str(value)
+    if type(converted) is type(value):  # the default gave up: no endless recursion
+        return _safe_str(value)[:_MAX_FALLBACK_TEXT]
+    return _jsonable(converted, default, depth + 1)
+
+
+def _labels(value: Any) -> dict[str, Any]:
+    """``labels`` as the ECS logging spec wants them: one flat level, keys without dots or special
+    characters (replaced by ``_``); nested mappings are flattened with ``_``."""
+    out: dict[str, Any] = {}
+
+    def add(prefix: str, item: Any, depth: int) -> None:
+        if isinstance(item, Mapping) and depth < 8:
+            for key, sub in list(item.items()):
+                name = _LABEL_KEY_RE.sub("_", _safe_str(key)) or "_"
+                add(f"{prefix}_{name}" if prefix else name, sub, depth + 1)
+        else:
+            out.setdefault(prefix or "value", item)
+
+    add("", value if isinstance(value, Mapping) else {"value": value}, 0)
+    return out
+
+
+def _stack_text(value: Any) -> str:
+    if isinstance(value, list | tuple) and all(isinstance(line, str) for line in value):
+        return "\n".join(value)
+    return _safe_str(value)
+
+
 def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict without overwriting fields the formatter already wrote."""
-    *parents, leaf = dotted.split(".")
+    """Set ``a.b.c`` in a nested dict without overwriting fields the formatter already wrote.
+    Empty path segments (``a..b``, ``.x``) are skipped: Elasticsearch refuses empty field names."""
+    *parents, leaf = [part for part in dotted.split(".") if part] or ["_"]
     node = doc
     for part in parents:
         child = node.get(part)
@@ -83,7 +183,11 @@ class EcsJsonFormatter(OrjsonFormatter):
         static_fields: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        for option, why in _REFUSED_OPTIONS.items():
+            if kwargs.get(option):
+                raise ValueError(f"EcsJsonFormatter does not support {option}: {why}")
         super().__init__(*args, **kwargs)
+        self._not_extra = _NOT_EXTRA | frozenset(self.reserved_attrs)
         self.service_name = service_name
         self.dataset = dataset
         self.hostname = hostname or socket.gethostname()
@@ -93,17 +197,59 @@ class EcsJsonFormatter(OrjsonFormatter):
         self._ts_second = -1
         self._ts_prefix = ""
 
-    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        """Encode with orjson; fall back to the stdlib for what orjson refuses.
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON line per record, always (see the module docstring)."""
+        try:
+            return super().format(record)
+        except Exception as exc:  # a failing msg % args, a broken exc_info, a hostile object
+            return self._unformattable(record, exc)
 
-        orjson rejects lone surrogates (text decoded with ``surrogateescape``) and integers beyond
-        64 bits. A log call must never lose its record over that, so those rare records go through
-        ``json.dumps``, which escapes them.
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """Encode with orjson; fall back to a sanitising stdlib encoder for what orjson refuses.
+
+        orjson rejects lone surrogates (text decoded with ``surrogateescape``), integers beyond 64
+        bits, non-string keys (with the option on, it would write duplicate keys) and nesting
+        beyond 254; a ``json_default`` may raise. Those rare records are made encodable by
+        :func:`_jsonable` and written by ``json.dumps`` (surrogates escaped, never a bare NaN).
         """
         try:
-            return orjson.dumps(log_data, default=self.json_default, option=orjson.OPT_NON_STR_KEYS).decode()
-        except (TypeError, orjson.JSONEncodeError):
-            return json.dumps(log_data, default=repr, ensure_ascii=True, separators=(",", ":"))
+            return orjson.dumps(log_data, default=self.json_default).decode()
+        except Exception:
+            return json.dumps(
+                _jsonable(log_data, self.json_default),
+                ensure_ascii=True,
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+
+    def _unformattable(self, record: logging.LogRecord, exc: BaseException) -> str:
+        """A minimal document for a record that could not be formatted, tagged and explained."""
+        try:
+            try:
+                timestamp = self._timestamp(float(record.created), float(record.msecs))
+            except Exception:
+                timestamp = self._timestamp(time.time(), 0.0)
+            message = _safe_str(getattr(record, "msg", ""))
+            args = getattr(record, "args", None)
+            if args:
+                message = f"{message} (args: {_safe_str(args)[:_MAX_FALLBACK_TEXT]})"
+            level = _safe_str(getattr(record, "levelname", "ERROR"))
+            doc = {
+                "@timestamp": timestamp,
+                "log": {"level": _LEVELS.get(level) or level.lower(), "logger": _safe_str(record.name)},
+                "message": message,
+                "tags": [FORMAT_ERROR_TAG],
+                "event": {
+                    "dataset": self.dataset,
+                    "reason": f"record not formattable: {type(exc).__name__}: {_safe_str(exc)}"[:1000],
+                },
+                "host": {"hostname": self.hostname},
+                "service": {"name": self.service_name},
+                "ecs": {"version": ECS_VERSION},
+            }
+            return json.dumps(_jsonable(doc, None), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        except Exception:
+            return '{"message":"<unformattable record>","tags":["log_format_error"]}'
 
     def _timestamp(self, created: float, msecs: float) -> str:
         second = int(created)
@@ -127,6 +273,8 @@ class EcsJsonFormatter(OrjsonFormatter):
         log_data["@timestamp"] = self._timestamp(record.created, record.msecs)
         log_data["log"] = log
         log_data["message"] = record.message
+        if "message" in message_dict:  # logger.info({"message": ...}): the dict's message is the message
+            log_data["message"] = _safe_str(message_dict.pop("message"))
         log_data["process"] = {
             "pid": record.process,
             "name": record.processName,
@@ -149,7 +297,7 @@ class EcsJsonFormatter(OrjsonFormatter):
         if worker:
             celery["worker"] = {"hostname": worker}
 
-        extras = attrs.keys() - _NOT_EXTRA
+        extras = attrs.keys() - self._not_extra
         if "data" in extras:
             mapped = task_fields_from_data(record.msg, attrs["data"], self.include_task_args)
             if mapped is not None:
@@ -166,23 +314,40 @@ class EcsJsonFormatter(OrjsonFormatter):
         stack_trace = message_dict.pop("exc_info", None)
         if exc_info and exc_info[0] is not None:
             exc_type, exc = exc_info[0], exc_info[1]
+            module = _safe_str(getattr(exc_type, "__module__", None))
+            qualname = _safe_str(getattr(exc_type, "__qualname__", None) or exc_type)
             log_data["error"] = {
-                "type": f"{exc_type.__module__}.{exc_type.__qualname__}"
-                if exc_type.__module__ != "builtins"
-                else exc_type.__qualname__,
-                "message": str(exc),
-                "stack_trace": stack_trace,
+                "type": f"{module}.{qualname}" if module != "builtins" else qualname,
+                "message": _safe_str(exc),  # an exception whose __str__ raises keeps its record
+                "stack_trace": _stack_text(stack_trace) if stack_trace is not None else None,
             }
         elif stack_trace:
-            log_data["error"] = {"stack_trace": stack_trace}
+            log_data["error"] = {"stack_trace": _stack_text(stack_trace)}
         stack_info = message_dict.pop("stack_info", None)
         if stack_info:
-            _put(log_data, "log.origin.stack_trace", stack_info)
+            _put(log_data, "log.origin.stack_trace", _stack_text(stack_info))
 
         for key, value in self.extra_static.items():
             _put(log_data, key, value)
         for key, value in message_dict.items():
-            _put(log_data, str(key), value)
+            _put(log_data, _safe_str(key), value)
         for key in extras:
-            if not key.startswith("_"):
-                _put(log_data, key, attrs[key])
+            if isinstance(key, str):
+                if not key.startswith("_"):
+                    _put(log_data, key, attrs[key])
+            else:  # extra={1: ...} puts a non-string attribute name on the record
+                _put(log_data, _safe_str(key), attrs[key])
+        for key, value in self.defaults.items():
+            _put(log_data, _safe_str(key), value)
+        error = log_data.get("error")
+        if (
+            isinstance(error, dict)
+            and "stack_trace" in error
+            and not isinstance(error["stack_trace"], str | None)
+        ):
+            log_data["error"] = {
+                **error,
+                "stack_trace": _stack_text(error["stack_trace"]),
+            }  # not the caller's
+        if "labels" in log_data:
+            log_data["labels"] = _labels(log_data["labels"])

@@ -116,4 +116,7 @@ def run_setup(client: Any, cfg: ElasticsearchConfig) -> SetupResult:
     except ApiError as exc:
         raise SetupError(f"Elasticsearch refused the setup: {_status(exc)} {exc.message}") from None
     except TransportError as exc:
-        raise SetupError(f"cannot reach Elasticsearch at {', '.join(cfg.hosts)}: {exc}") from None
+        from ..redact import redact_text, redact_url
+
+        hosts = ", ".join(redact_url(h) for h in cfg.hosts)
+        raise SetupError(f"cannot reach Elasticsearch at {hosts}: {redact_text(str(exc))}") from None

@@ -3,6 +3,12 @@
 One template per dataset, ``logs-{dataset}-*``, priority 501 (above the built-in ``logs-*-*`` at
 100 and the usual 500 of integrations), with explicit mappings for every field the parsers and the
 configurator emit, so a saved search never meets a field mapped as ``text`` by accident.
+
+Every ``keyword`` has ``ignore_above`` (:data:`KEYWORD_IGNORE_ABOVE` characters): Lucene refuses a
+term longer than 32,766 bytes, and Elasticsearch then refuses the *whole document*, so a 1 MB task
+name or a 40 KB ``error.type`` (anyone can log one) would otherwise be dead-lettered. A longer value
+stays in ``_source`` and is shown, it is only not searchable by exact value. 1,024 characters are
+at most 4,096 bytes of UTF-8, far below the limit.
 """
 
 from __future__ import annotations
@@ -13,8 +19,13 @@ DATASETS = ("celery.worker", "rabbitmq.log", "celery.events", "shipper.log")
 TEMPLATE_PRIORITY = 501
 MANAGED_BY = "celery-log-shipper"
 
-#: Every field we emit, by ECS-style dotted path.
-FIELDS: dict[str, dict[str, Any]] = {
+#: ``ignore_above`` of every keyword (characters; ECS uses 1,024 too).
+KEYWORD_IGNORE_ABOVE = 1024
+#: Lucene's limit for one term, in bytes of UTF-8.
+LUCENE_MAX_TERM_BYTES = 32_766
+
+#: Every field we emit, by ECS-style dotted path (keywords get ``ignore_above`` below).
+_FIELDS: dict[str, dict[str, Any]] = {
     "@timestamp": {"type": "date"},
     "message": {"type": "text"},
     "tags": {"type": "keyword"},
@@ -75,6 +86,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "celery.broker.retry.delay": {"type": "double"},
     "celery.event.type": {"type": "keyword"},
     "celery.event.uuid": {"type": "keyword"},
+    "celery.event.problems": {"type": "keyword"},
     "rabbitmq.log.pid": {"type": "keyword"},
     "rabbitmq.log.domain": {"type": "keyword"},
     "rabbitmq.connection.pid": {"type": "keyword"},
@@ -89,6 +101,12 @@ FIELDS: dict[str, dict[str, Any]] = {
     "rabbitmq.auth.reason": {"type": "text"},
     # Foreign JSON loggers' own keys: kept in _source, not indexed, so they cannot clash.
     "json": {"type": "object", "enabled": False},
+}
+
+
+FIELDS: dict[str, dict[str, Any]] = {
+    path: {**mapping, "ignore_above": KEYWORD_IGNORE_ABOVE} if mapping["type"] == "keyword" else mapping
+    for path, mapping in _FIELDS.items()
 }
 
 

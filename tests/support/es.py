@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ def elasticsearch_server(tmp: Path) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # The noida-db entry point is a Python wrapper that runs the server as its child: a group
+        # of its own lets the teardown stop both (terminating the wrapper alone orphaned the server).
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,12 +64,27 @@ def elasticsearch_server(tmp: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
         log.close()
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it is still there 20 s later."""
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.wait(5)
+                return
+            proc.poll()
+            time.sleep(0.1)
+    proc.poll()
 
 
 def es_client(url: str) -> Any:
