@@ -174,15 +174,26 @@ def _work(
     es = config.output.elasticsearch
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
 
-    def reader() -> None:
-        try:
-            while True:
-                inbox.put(tasks.recv_bytes())
-        except (EOFError, OSError):
-            inbox.put(_STOP)
-
     acks: list[int] = []
     stop_sending = threading.Event()
+
+    def reader() -> None:
+        """Drain the task pipe. STOP (or the pipe's end) starts the give-up timer here, not when
+        the main loop gets to it: that loop may be inside a send retrying an unreachable server."""
+        try:
+            while True:
+                msg = tasks.recv_bytes()
+                if msg == _STOP:
+                    break
+                inbox.put(msg)
+        except (EOFError, OSError):
+            pass
+        # A second early, so the last report reaches the main process before its deadline.
+        timer = threading.Timer(max(0.5, shutdown_timeout - 1.0), stop_sending.set)
+        timer.daemon = True
+        timer.start()
+        inbox.put(_STOP)
+
     shipping = Shipping(
         config,
         EsTransport(make_client(es, warn=False), es.compression),
@@ -220,9 +231,6 @@ def _work(
             parsed = None
             if msg == _STOP:
                 stopping = True
-                timer = threading.Timer(shutdown_timeout, stop_sending.set)
-                timer.daemon = True
-                timer.start()
             elif msg is not None:
                 seq, source, records, careful = unpack_task(msg)
                 results.send_bytes(b'{"b":%d}' % seq)
@@ -524,14 +532,15 @@ class WorkerPool:
 
     def drain(self) -> list[int]:
         """Tell the workers to ship what they have and stop; collect their last acknowledgements.
-        Whatever is not done ``shutdown_timeout`` (plus a little) later is killed, unacknowledged."""
+        They give up retrying a second before ``shutdown_timeout``; whatever is still running at
+        ``shutdown_timeout`` is killed, its batches unacknowledged (read again next time)."""
         for w in self.workers:
             if not w.ready:
                 w.proc.kill()
             with contextlib.suppress(OSError):
                 w.tasks.send_bytes(_STOP)
         acks: list[int] = []
-        deadline = time.monotonic() + self.shutdown_timeout + 2.0
+        deadline = time.monotonic() + self.shutdown_timeout
         while time.monotonic() < deadline:
             conns = [w.results for w in self.workers if not w.results.closed]
             if not conns:
