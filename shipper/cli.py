@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -86,7 +87,9 @@ def _own_logging(level: str = "INFO") -> logging.Logger:
     )
     for handler in handlers:  # a URL in an error message or an extra never shows its password
         handler.addFilter(RedactFilter())
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one line per request otherwise
+    # One line per request, and one per failed request ("node has failed N times") otherwise: the
+    # sender reports failures itself, rate-limited.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     return logging.getLogger("shipper")
 
 
@@ -146,40 +149,60 @@ def tail_command(config_path: str, output: str, parse_records: bool) -> None:
         log.info("tail stopped", extra={"tailer": tailer.stats.__dict__})
 
 
-def _wait_for_mode(client: Any, configured: str, stop: threading.Event, log: logging.Logger) -> str | None:
-    """Ask the server which index mode to use; retry while it is unreachable (or until stopped)."""
+def _wait_for_mode(
+    client: Any,
+    configured: str,
+    stop: threading.Event,
+    log: logging.Logger,
+    on_problem: Callable[[str], None] = lambda _reason: None,
+) -> str | None:
+    """Ask the server which index mode to use; retry while it is unreachable or refuses (or until
+    stopped). ``on_problem`` hears why it cannot go on yet (for /health)."""
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
     from .redact import redact_text
+    from .sink.bulk import api_error_reason
     from .sink.setup import detect_mode
+    from .throttle import Throttled
 
     delay = 1.0
+    problems = Throttled(log)
     while not stop.is_set():
         try:
             mode, note = detect_mode(client, configured)
-        except ApiError as exc:
-            status = getattr(getattr(exc, "meta", None), "status", None)
-            if status in (401, 403):
-                raise ShipperError(
-                    f"Elasticsearch refused the credentials (HTTP {status}): {redact_text(str(exc.message))}"
-                ) from None
-            log.warning(
-                "Elasticsearch answered with an error, retrying",
-                extra={"reason": f"HTTP {status}: {exc.message}", "retry_in": delay},
-            )
+        except (TransportError, ApiError) as exc:
+            if isinstance(exc, ApiError):
+                status = exc.meta.status if exc.meta is not None else None
+                reason = f"Elasticsearch refuses the requests: {api_error_reason(status, exc.body, str(exc))}"
+            else:
+                reason = f"Elasticsearch unreachable: {' '.join(str(exc).split())[:300]}"
+            reason = redact_text(reason)
+            on_problem(reason)
+            level = logging.ERROR if isinstance(exc, ApiError) else logging.WARNING
+            problems.problem(level, f"{reason}; retrying", retry_in=delay)
             stop.wait(delay)
             delay = min(delay * 2, 30.0)
             continue
-        except TransportError as exc:
-            log.warning("Elasticsearch unreachable, retrying", extra={"reason": str(exc), "retry_in": delay})
-            stop.wait(delay)
-            delay = min(delay * 2, 30.0)
-            continue
+        problems.resolved("Elasticsearch answers")
         if note:
             log.warning(note)
         return mode
     return None
+
+
+def _start_metrics(
+    config: ShipperConfig, collector: Any, health: Callable[[], tuple[int, dict[str, Any]]]
+) -> Any:
+    """The /metrics and /health server, started before anything that may wait on Elasticsearch."""
+    from .metrics import MetricsServer, metrics_address
+
+    if not config.metrics.enabled:
+        return None
+    host, port = metrics_address(config.metrics.listen)
+    server = MetricsServer(collector, health, host, port)
+    server.start()
+    return server
 
 
 @cli.command("run")
@@ -187,7 +210,8 @@ def _wait_for_mode(client: Any, configured: str, stop: threading.Event, log: log
 @click.option("--log-level", default="INFO", show_default=True, help="Level of the shipper's own logs.")
 def run_command(config_path: str, log_level: str) -> None:
     """Follow the inputs and ship them into Elasticsearch until SIGTERM/SIGINT."""
-    from .metrics import MetricsServer
+    from .health import HealthMonitor
+    from .metrics import PipelineCollector
     from .pipeline import Pipeline
     from .sink.bulk import EsTransport
     from .sink.client import make_client
@@ -199,38 +223,48 @@ def run_command(config_path: str, log_level: str) -> None:
     log = _own_logging(log_level)
     es = config.output.elasticsearch
     client = make_client(es)
+    monitor = HealthMonitor(config.metrics.unhealthy_after, es.dead_letter_alarm_ratio)
+    holder: list[Pipeline] = []
     with locked(config.data_dir):
-        mode = _wait_for_mode(client, es.index_mode, stop, log)
-        if mode is None:
-            return
-        pipeline = Pipeline(config, lambda: EsTransport(client, es.compression), mode)
-        metrics = None
-        if config.metrics.enabled:
-            host, _, port = config.metrics.listen.rpartition(":")
-            metrics = MetricsServer(pipeline, host, int(port))
-            metrics.start()
-
-        def stop_pipeline() -> None:
-            stop.wait()
-            pipeline.stop()
-
-        threading.Thread(target=stop_pipeline, name="signals", daemon=True).start()
-        log.info(
-            "shipper started",
-            extra={
-                "index_mode": mode,
-                "inputs": [i.id for i in config.inputs],
-                "metrics": config.metrics.listen if metrics else None,
-            },
+        metrics = _start_metrics(
+            config, PipelineCollector(lambda: holder[0] if holder else None, monitor.status), monitor.status
         )
         try:
+            monitor.waiting("detecting the index mode")
+            mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting)
+            if mode is None:
+                return
+            pipeline = Pipeline(
+                config,
+                lambda: EsTransport(client, es.compression),
+                mode,
+                monitor=monitor,
+                log_level=log_level,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
+            holder.append(pipeline)
+
+            def stop_pipeline() -> None:
+                stop.wait()
+                pipeline.stop()
+
+            threading.Thread(target=stop_pipeline, name="signals", daemon=True).start()
+            log.info(
+                "shipper started",
+                extra={
+                    "index_mode": mode,
+                    "inputs": [i.id for i in config.inputs],
+                    "metrics": config.metrics.listen if metrics else None,
+                },
+            )
+            monitor.start()
             pipeline.run()
         finally:
             if metrics is not None:
                 metrics.stop()
         log.info(
             "shipper stopped",
-            extra={"sink": pipeline.stats.__dict__, "tailer": pipeline.tailer.stats.__dict__},
+            extra={"sink": pipeline.stats.as_dict(), "tailer": pipeline.tailer.stats.__dict__},
         )
 
 
@@ -248,6 +282,8 @@ def events_command(config_path: str, broker: str | None) -> None:
     import uuid
 
     from .events import EventsBridge
+    from .health import HealthMonitor
+    from .metrics import EventsCollector, EventsSnapshot
     from .sink.bulk import BulkSender, EsTransport, SinkStats
     from .sink.client import make_client
     from .sink.deadletter import DeadLetterFile
@@ -260,57 +296,92 @@ def events_command(config_path: str, broker: str | None) -> None:
     log = _own_logging()
     es = config.output.elasticsearch
     client = make_client(es)
-    mode = _wait_for_mode(client, es.index_mode, stop, log)
-    if mode is None:
-        return
-    naming = IndexNaming(mode, es.namespace)
-    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-    dead = DeadLetterFile(os.path.join(config.data_dir, "events-dead-letter.ndjson"))
+    monitor = HealthMonitor(config.metrics.unhealthy_after, es.dead_letter_alarm_ratio)
     stats = SinkStats()
-    # Events have no file position to commit: the sender retries until they are indexed, and after
-    # SIGTERM for at most SHUTDOWN_TIMEOUT seconds more (the broker already acknowledged them).
-    give_up = threading.Event()
+    state: dict[str, Any] = {"bridge": None, "in_flight": 0, "unsent": 0}
 
-    def give_up_after_stop() -> None:
-        stop.wait()
-        give_up.wait(SHUTDOWN_TIMEOUT)
-        give_up.set()
+    def snapshot() -> EventsSnapshot:
+        bridge = state["bridge"]
+        if bridge is None:
+            return EventsSnapshot(unsent=state["unsent"])
+        return EventsSnapshot(
+            received=bridge.received,
+            in_flight=len(bridge.pending) + state["in_flight"],
+            unsent=state["unsent"],
+            reconnects=bridge.reconnects,
+        )
 
-    threading.Thread(target=give_up_after_stop, daemon=True).start()
-    sender = BulkSender(
-        EsTransport(client, es.compression),
-        dead,
-        lambda items: None,
-        give_up,
-        es.retry.initial_backoff,
-        es.retry.max_backoff,
-        stats,
+    metrics = _start_metrics(config, EventsCollector(snapshot, lambda: stats, monitor.status), monitor.status)
+    try:
+        monitor.waiting("detecting the index mode")
+        mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting)
+        if mode is None:
+            return
+        naming = IndexNaming(mode, es.namespace)
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        dead = DeadLetterFile(os.path.join(config.data_dir, "events-dead-letter.ndjson"))
+        # Events have no file position to commit: the sender retries until they are indexed, and
+        # after SIGTERM for at most SHUTDOWN_TIMEOUT seconds more (the broker already acknowledged
+        # them).
+        give_up = threading.Event()
+
+        def give_up_after_stop() -> None:
+            stop.wait()
+            give_up.wait(SHUTDOWN_TIMEOUT)
+            give_up.set()
+
+        threading.Thread(target=give_up_after_stop, daemon=True).start()
+        sender = BulkSender(
+            EsTransport(client, es.compression),
+            dead,
+            lambda items: None,
+            give_up,
+            es.retry.initial_backoff,
+            es.retry.max_backoff,
+            stats,
+        )
+
+        def deliver(docs: list[tuple[str, dict[str, Any]]]) -> None:
+            ds = ("celery.events", es.namespace) if mode == "data_stream" else None
+            items = [
+                make_item(naming, doc_id, naming.index("celery.events", doc["@timestamp"]), doc, 0, ds)
+                for doc_id, doc in docs
+            ]
+            state["in_flight"] = len(items)
+            try:
+                if not sender.send(items):
+                    state["unsent"] += len(items)
+            finally:
+                state["in_flight"] = 0
+
+        def observe() -> None:
+            while not stop.wait(1.0):
+                monitor.observe(snapshot().in_flight, stats)
+
+        def dead_letter(raw: Any, reason: str) -> None:
+            """A message that is not an event: kept in the events dead-letter file with the reason."""
+            text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+            doc_id = str(uuid.uuid4())
+            item = make_item(naming, doc_id, "n/a", {"event": {"original": text}}, 0, None)
+            dead.write([(item, 0, None, reason)])
+
+        bridge = EventsBridge(events_cfg, deliver, stop, dead_letter=dead_letter)
+        state["bridge"] = bridge
+        threading.Thread(target=observe, name="health", daemon=True).start()
+        log.info("events started", extra={"index_mode": mode})
+        monitor.start()
+        bridge.run()
+    finally:
+        if metrics is not None:
+            metrics.stop()
+    if state["unsent"]:
+        log.error(
+            "Elasticsearch unreachable at shutdown: events not indexed", extra={"unsent": state["unsent"]}
+        )
+    log.info(
+        "events stopped",
+        extra={**bridge.counters(), "unsent": state["unsent"], "sink": stats.as_dict()},
     )
-    unsent = 0
-
-    def deliver(docs: list[tuple[str, dict[str, Any]]]) -> None:
-        nonlocal unsent
-        ds = ("celery.events", es.namespace) if mode == "data_stream" else None
-        items = [
-            make_item(naming, doc_id, naming.index("celery.events", doc["@timestamp"]), doc, 0, ds)
-            for doc_id, doc in docs
-        ]
-        if not sender.send(items):
-            unsent += len(items)
-
-    def dead_letter(raw: Any, reason: str) -> None:
-        """A message that is not an event: kept in the events dead-letter file with the reason."""
-        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
-        doc_id = str(uuid.uuid4())
-        item = make_item(naming, doc_id, "n/a", {"event": {"original": text}}, 0, None)
-        dead.write([(item, 0, None, reason)])
-
-    bridge = EventsBridge(events_cfg, deliver, stop, dead_letter=dead_letter)
-    log.info("events started", extra={"index_mode": mode})
-    bridge.run()
-    if unsent:
-        log.error("Elasticsearch unreachable at shutdown: events not indexed", extra={"unsent": unsent})
-    log.info("events stopped", extra={**bridge.counters(), "unsent": unsent, "sink": stats.__dict__})
     dead.close()
 
 

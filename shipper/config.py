@@ -38,6 +38,10 @@ def _non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
 
 
+def _ratio(value: Any) -> str | None:
+    return None if 0 < value <= 1 else "must be greater than 0 and at most 1"
+
+
 def _timezone(value: Any) -> str | None:
     if value.upper() in ("UTC", "Z", "LOCAL"):
         return None
@@ -150,6 +154,9 @@ class ElasticsearchConfig:
     #: Processes that parse, encode and send (the main process reads files and keeps the
     #: checkpoints). 0: everything in one process. One core parses ~80,000 Celery lines/s.
     workers: int = _checked(0, _non_negative)
+    #: Alarm (an ERROR line, /health degraded) when more than this share of the documents resolved
+    #: in the last minute was dead-lettered: a mapping conflict or a bad name refusing everything.
+    dead_letter_alarm_ratio: float = _checked(0.5, _ratio)
     batch: BatchConfig = BatchConfig()
     retry: RetryConfig = RetryConfig()
     ilm: IlmConfig = IlmConfig()
@@ -189,6 +196,9 @@ class WatchConfig:
 class MetricsConfig:
     enabled: bool = True
     listen: str = _checked("127.0.0.1:9108", _listen)
+    #: /health answers 503 when records have been in flight this many seconds without a successful
+    #: bulk request (also when there never was one: Elasticsearch unreachable from the start).
+    unhealthy_after: float = _checked(60.0, _positive)
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import BatchConfig, ShipperConfig
-from .parse import PARSERS, InputParsing, ParseContext, build_document, utc_now_iso
+from .health import HealthMonitor
+from .parse import PARSERS, InputParsing, ParseContext, build_document, salvage_document, utc_now_iso
+from .parse.document import describe_exception
 from .sink.bulk import BulkSender, SinkStats
 from .sink.deadletter import DeadLetterFile
-from .sink.encode import IndexNaming, Item, make_item
+from .sink.encode import DocumentTooDeep, IndexNaming, Item, make_item, record_item
 from .source import CheckpointStore, FileStatus, Record, SourceRef, Tailer
 from .source.follow import IDLE_WAIT
+from .throttle import Throttled
+
+if TYPE_CHECKING:
+    from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,10 @@ class Snapshot:
     in_flight_records: int = 0
 
 
+def dead_letter_path(config: ShipperConfig) -> str:
+    return os.path.join(config.data_dir, "dead-letter.ndjson")
+
+
 class Shipping:
     """Encode batches, fill and send bulk requests, report fully resolved batches to ``on_ack``."""
 
@@ -58,12 +68,13 @@ class Shipping:
         index_mode: str,
         on_ack: Callable[[int], None],
         stop_sending: threading.Event,
+        dead_letter: DeadLetterFile | None = None,
     ) -> None:
         es = config.output.elasticsearch
         self.parsing = {inp.id: InputParsing.from_config(inp, config.hostname) for inp in config.inputs}
         self.naming = IndexNaming(index_mode, es.namespace)
         self.data_stream = index_mode == "data_stream"
-        self.dead_letter = DeadLetterFile(os.path.join(config.data_dir, "dead-letter.ndjson"))
+        self.dead_letter = dead_letter or DeadLetterFile(dead_letter_path(config))
         self.stats = SinkStats()
         self.on_ack = on_ack
         self.sender = BulkSender(
@@ -80,6 +91,7 @@ class Shipping:
         self.buf: list[Item] = []
         self.buf_bytes = 0
         self.deadline: float | None = None
+        self._salvage_log = Throttled(log)
 
     def _resolved(self, items: list[Item]) -> None:
         remaining = self._remaining
@@ -91,21 +103,88 @@ class Shipping:
                 del remaining[seq]
                 self.on_ack(seq)
 
-    def add(self, seq: int, source: SourceRef, records: Sequence[Record]) -> None:
-        ip = self.parsing[source.input_id]
-        ctx = ParseContext(ip.times, utc_now_iso())
-        naming, namespace = self.naming, self.naming.namespace
-        ds = self.data_stream
-        items = []
-        for record in records:
-            doc_id, dataset, doc = build_document(record, source, ip, ctx)
-            index = naming.index(dataset, doc["@timestamp"])
-            items.append(make_item(naming, doc_id, index, doc, seq, (dataset, namespace) if ds else None))
-        self._remaining[seq] = len(items)
+    def add(
+        self,
+        seq: int,
+        source: SourceRef,
+        records: Sequence[Record],
+        mark: Callable[[int], None] | None = None,
+    ) -> None:
+        self._remaining[seq] = len(records)
+        items = self.items(seq, source, records, mark)
         self.buf.extend(items)
         self.buf_bytes += sum(len(i.body) for i in items)
         if self.deadline is None:
             self.deadline = time.monotonic() + self.batch.max_wait
+
+    def items(
+        self,
+        seq: int,
+        source: SourceRef,
+        records: Sequence[Record],
+        mark: Callable[[int], None] | None = None,
+    ) -> list[Item]:
+        """One encoded item per record, whatever the record holds. A document nested deeper than
+        the encoder goes is replaced by the record's text, tagged ``json_too_deep``; a record whose
+        path raises anyway (a bug) is shipped as its text, tagged ``record_error``; both counted.
+        ``mark(i)`` is called before record ``i`` when a worker is looking for the record that
+        crashed it (see workers.py); the normal path does not pay for it."""
+        ip = self.parsing[source.input_id]
+        ctx = ParseContext(ip.times, utc_now_iso())
+        naming, namespace, problems = self.naming, self.naming.namespace, ctx.problems
+        ds = self.data_stream
+        items: list[Item] = []
+        append = items.append
+        if mark is None:
+            for record in records:
+                try:
+                    doc_id, dataset, doc = build_document(record, source, ip, ctx)
+                    index = naming.index(dataset, doc["@timestamp"])
+                    dsn = (dataset, namespace) if ds else None
+                    append(record_item(naming, doc_id, index, doc, seq, dsn, problems))
+                except Exception as exc:  # never one record's fault to stop the others
+                    append(self._as_text(seq, source, record, ip, ctx, exc))
+        else:
+            for i, record in enumerate(records):
+                mark(i)
+                try:
+                    doc_id, dataset, doc = build_document(record, source, ip, ctx)
+                    index = naming.index(dataset, doc["@timestamp"])
+                    dsn = (dataset, namespace) if ds else None
+                    append(record_item(naming, doc_id, index, doc, seq, dsn, problems))
+                except Exception as exc:
+                    append(self._as_text(seq, source, record, ip, ctx, exc))
+            mark(len(records))  # past the last record: a death from now on is not theirs
+        if problems:
+            self.stats.add_problems(problems)
+        return items
+
+    def _as_text(
+        self,
+        seq: int,
+        source: SourceRef,
+        record: Record,
+        ip: InputParsing,
+        ctx: ParseContext,
+        exc: Exception,
+    ) -> Item:
+        """The record's text instead of its document: ``json_too_deep`` when the document nests
+        deeper than the encoder goes, ``record_error`` (logged: a bug) for anything else."""
+        if isinstance(exc, DocumentTooDeep):
+            reason = "json_too_deep"
+        else:
+            reason = "record_error"
+            self._salvage_log.problem(
+                logging.ERROR,
+                "a record could not be encoded (a bug); shipped as its text, tagged record_error",
+                path=source.path,
+                offset=record.offset,
+                reason=describe_exception(exc),
+            )
+        doc_id, dataset, doc = salvage_document(record, source, ip, ctx, reason)
+        index = self.naming.index(dataset, ctx.ingest_time)
+        ds = (dataset, self.naming.namespace) if self.data_stream else None
+        return make_item(self.naming, doc_id, index, doc, seq, ds, ctx.problems)
 
     def due(self, now: float) -> bool:
         return bool(self.buf) and (
@@ -142,8 +221,12 @@ class Pipeline:
         transport_factory: Callable[[], Transport],
         index_mode: str,
         shutdown_timeout: float = 10.0,
+        monitor: HealthMonitor | None = None,
+        log_level: str = "INFO",
     ) -> None:
         self.config = config
+        # Opened first: an unsafe dead-letter file (a symlink...) stops the start with one line.
+        self.dead_letter = DeadLetterFile(dead_letter_path(config))
         self.store = CheckpointStore.open(config.data_dir)
         rules = {inp.id: PARSERS[inp.parser].continues for inp in config.inputs}
         self.tailer = Tailer(config.inputs, self.store, config.watch, rules=rules, host=config.hostname)
@@ -154,32 +237,51 @@ class Pipeline:
         self.workers = config.output.elasticsearch.workers
         self.index_mode = index_mode
         self.transport_factory = transport_factory
+        self.monitor = monitor
+        self.log_level = log_level
         self.shipping: Shipping | None = None
-        self.pool: Any = None
+        self.pool: WorkerPool | None = None
 
     @property
     def stats(self) -> SinkStats:
         if self.pool is not None:
-            return self.pool.stats()  # type: ignore[no-any-return]
+            return self.pool.stats()
         return self.shipping.stats if self.shipping is not None else SinkStats()
+
+    @property
+    def worker_restarts(self) -> int:
+        return self.pool.restarts if self.pool is not None else 0
 
     def run(self) -> None:
         try:
             if self.workers:
                 from .workers import WorkerPool
 
-                self.pool = WorkerPool(self.config, self.index_mode, self.workers, self.shutdown_timeout)
+                self.pool = WorkerPool(
+                    self.config,
+                    self.index_mode,
+                    self.workers,
+                    self.shutdown_timeout,
+                    self.dead_letter,
+                    self.log_level,
+                )
                 self.pool.start()
-                self._loop_with_workers()
+                self._loop_with_workers(self.pool)
             else:
                 self.shipping = Shipping(
-                    self.config, self.transport_factory(), self.index_mode, self.tailer.ack, self.stop_sending
+                    self.config,
+                    self.transport_factory(),
+                    self.index_mode,
+                    self.tailer.ack,
+                    self.stop_sending,
+                    self.dead_letter,
                 )
                 self._loop(self.shipping)
         finally:
+            if self.pool is not None:
+                self.pool.close()  # no worker outlives the main process, whatever happened
             self.tailer.close()  # applies the last acknowledgements and saves the checkpoint
-            if self.shipping is not None:
-                self.shipping.close()
+            self.dead_letter.close()
 
     def _housekeeping(self, now: float, timers: list[float]) -> None:
         if now >= timers[0]:
@@ -195,18 +297,17 @@ class Pipeline:
             for batch in batches:
                 shipping.add(batch.seq, batch.source, batch.records)
             now = time.monotonic()
+            self._housekeeping(now, timers)  # before a send that may block in an outage
             if shipping.buf and (not reading or shipping.due(now)):
                 shipping.flush()
             if not reading or self.stop_sending.is_set():
                 return
-            self._housekeeping(now, timers)
             if not batches or self.tailer.backpressured:
                 deadline = shipping.deadline
                 timeout = IDLE_WAIT if deadline is None else max(0.0, min(IDLE_WAIT, deadline - now))
                 self.tailer.wake.wait(timeout)
 
-    def _loop_with_workers(self) -> None:
-        pool = self.pool
+    def _loop_with_workers(self, pool: WorkerPool) -> None:
         timers = [0.0]
         while True:
             for seq in pool.collect(timeout=0):
@@ -223,14 +324,14 @@ class Pipeline:
             if not batches or self.tailer.backpressured:
                 for seq in pool.collect(timeout=IDLE_WAIT / 5):
                     self.tailer.ack(seq)
-            if not pool.alive():
-                raise RuntimeError("a shipping worker process died; stopping (positions are safe)")
 
     def _publish(self) -> None:
         self.snapshot = Snapshot(
             files=tuple(self.tailer.files()),
             in_flight_records=self.tailer.tracker.in_flight_records,
         )
+        if self.monitor is not None:
+            self.monitor.observe(self.snapshot.in_flight_records, self.stats)
 
     def stop(self) -> None:
         """Stop reading and ship what was read; give up retrying after ``shutdown_timeout``."""

@@ -5,7 +5,7 @@ Each format module is pure (no I/O): a continuation rule for multi-line grouping
 """
 
 from .base import Document, ParseContext, Parser, TimeConverter, decode
-from .document import PARSERS, InputParsing, build_document, utc_now_iso
+from .document import PARSERS, InputParsing, build_document, salvage_document, utc_now_iso
 
 __all__ = [
     "PARSERS",
@@ -16,5 +16,6 @@ __all__ = [
     "TimeConverter",
     "build_document",
     "decode",
+    "salvage_document",
     "utc_now_iso",
 ]

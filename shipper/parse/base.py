@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -95,11 +96,15 @@ def with_offset(date_time: str, fraction: str, offset: str) -> str | None:
 
 @dataclass(frozen=True)
 class ParseContext:
-    """Per input: the time zone of offset-less timestamps and the fallback time."""
+    """Per batch: the time zone of offset-less timestamps, the fallback time, and a tally of the
+    records that had to be flagged (the caller adds it to its counters once per batch, so no
+    counter is touched per record and the parsers stay free of global state)."""
 
     times: TimeConverter
     #: ``@timestamp`` for a record whose own timestamp is missing or invalid (ISO, UTC).
     ingest_time: str = ""
+    #: Flagged records by reason (``json_too_deep``, ``parser_error``, ``encode_error``, ...).
+    problems: Counter[str] = field(default_factory=Counter, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,23 @@ def unparsed(text: str, *reasons: str) -> Document:
     return {"message": text, "tags": ["unparsed", *reasons]}
 
 
+class JsonTooDeep(ValueError):
+    """The record is JSON nested deeper than the decoder's limit (1,024 levels)."""
+
+
 def json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object on this line, or None if it is not valid JSON or not an object."""
+    """The JSON object on this line, or None if it is not valid JSON or not an object.
+
+    Raises :class:`JsonTooDeep` beyond orjson's nesting limit (``build_document`` ships the line
+    as text, tagged ``json_too_deep``). Shallower but still absurd nesting costs nothing here: the
+    encoder stops at 254 levels and the record is then shipped the same way (``DocumentTooDeep``
+    in sink/encode.py), so the hot path measures nothing.
+    """
     try:
         obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):  # orjson's own limit
+            raise JsonTooDeep(str(exc)) from None
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..config import InputConfig
 from ..source.records import NO_NEWLINE, TRUNCATED, Record, SourceRef, record_id
 from . import auto, celery_text, json_lines, rabbitmq_json, rabbitmq_text
-from .base import Document, ParseContext, Parser, TimeConverter, decode, unparsed
+from .base import Document, JsonTooDeep, ParseContext, Parser, TimeConverter, decode, unparsed
 
 PARSERS: Mapping[str, Parser] = {
     p.name: p
@@ -57,7 +57,11 @@ def utc_now_iso() -> str:
 def build_document(
     record: Record, source: SourceRef, ip: InputParsing, ctx: ParseContext
 ) -> tuple[str, str, Document]:
-    """Return ``(id, dataset, document)`` for one record. Never raises for any input bytes."""
+    """Return ``(id, dataset, document)`` for one record. Never raises for any input bytes.
+
+    A record a parser cannot take apart (JSON nested too deep, a parser bug) is shipped as its
+    text, tagged, and tallied in ``ctx.problems``: one bad record never stops the file.
+    """
     text, repair_tags = decode(record.data)
     parser = ip.parser
     try:
@@ -66,8 +70,15 @@ def build_document(
         else:
             doc, dataset = parser.parse(text, ctx), parser.dataset
     except Exception as exc:  # a parser bug must not stop the file: ship the line, say why
-        doc, dataset = unparsed(text, "parser_error"), parser.dataset
-        doc["error"] = {"message": f"{type(exc).__name__}: {exc}"}
+        dataset, described = parser.dataset, describe_exception(exc)
+        if isinstance(exc, JsonTooDeep | RecursionError) or "Recursion limit" in described:
+            # Nested deeper than the decoder, Python or orjson (re-encoding a value) goes.
+            doc = unparsed(text, "json_too_deep")
+            ctx.problems["json_too_deep"] += 1
+        else:
+            doc = unparsed(text, "parser_error")
+            doc["error"] = {"message": described}
+            ctx.problems["parser_error"] += 1
     if ip.dataset:
         dataset = ip.dataset
     if repair_tags or record.flags:
@@ -91,6 +102,35 @@ def build_document(
         doc["host"] = ip.host  # shared and never mutated
     elif type(host) is dict:
         host.setdefault("hostname", ip.hostname)
+    return record_id(source.key, record.offset), dataset, doc
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``__str__`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"[:1000]
+    except Exception:
+        return type(exc).__name__
+
+
+def salvage_document(
+    record: Record, source: SourceRef, ip: InputParsing, ctx: ParseContext, reason: str
+) -> tuple[str, str, Document]:
+    """The document for a record whose parsed document cannot be shipped (``json_too_deep``: nested
+    deeper than the encoder goes) or whose normal path raised anyway (``record_error``: a bug): its
+    text, tagged ``unparsed`` and ``reason``, with nothing taken from the parser, so it cannot fail
+    the same way. Counted in ``ctx.problems``."""
+    text, repair_tags = decode(record.data)
+    ctx.problems[reason] += 1
+    dataset = ip.dataset or ip.parser.dataset
+    doc: Document = {
+        "@timestamp": ctx.ingest_time,
+        "message": text,
+        "tags": ["unparsed", reason, *repair_tags],
+        "event": {"dataset": dataset},
+        "log": {"file": {"path": source.path}, "offset": record.offset},
+        "host": {"hostname": ip.hostname},
+    }
     return record_id(source.key, record.offset), dataset, doc
 
 

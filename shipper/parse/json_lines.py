@@ -136,14 +136,21 @@ def normalize_timestamp(value: Any, times: TimeConverter) -> str | None:
 
 def to_document(obj: dict[str, Any], ctx: ParseContext) -> Document:
     if "ecs" in obj and type(obj.get("log")) is dict and isinstance(obj.get("message"), str):
-        # Already ECS with nested objects (shipper.logconfig): pass through; only check the time.
+        # Already ECS with nested objects (shipper.logconfig): pass through; only check the time,
+        # and that no key needs mapping: dotted keys, and top-level keys Elasticsearch refuses in a
+        # document (``_id``, ``_index``... any ``_`` key) or the shipper sets (``data_stream``),
+        # which the mapping below moves under ``json``. One join and three C-level scans.
         ts = obj.get("@timestamp")
+        keys = "\n".join(obj)
         if (
             isinstance(ts, str)
             and ts.endswith("Z")
             and len(ts) >= 20
             and ts[10] == "T"
-            and not any("." in k for k in obj)
+            and "." not in keys
+            and "\n_" not in keys
+            and keys[:1] != "_"
+            and "data_stream" not in obj
         ):
             return obj
     obj = expand_dots(obj)

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..config import ElasticsearchConfig, read_secret
 from ..errors import ConfigError
 
 KEY = "output.elasticsearch"
+
+log = logging.getLogger(__name__)
 
 
 def client_kwargs(cfg: ElasticsearchConfig) -> dict[str, Any]:
@@ -49,9 +52,19 @@ def client_kwargs(cfg: ElasticsearchConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_client(cfg: ElasticsearchConfig) -> Any:
+def make_client(cfg: ElasticsearchConfig, warn: bool = True) -> Any:
+    """The client every command uses. With ``verify_certs: false`` it warns once (``warn``: the
+    commands; worker processes of the same command pass False), since the client's own per-request
+    warning is off."""
     from elastic_transport import NdjsonSerializer, OrjsonSerializer
     from elasticsearch import Elasticsearch
+
+    kwargs = client_kwargs(cfg)
+    if warn and not cfg.verify_certs:
+        log.warning(
+            f"{KEY}.verify_certs is false: TLS certificates of Elasticsearch are NOT verified, "
+            "connections are not protected against interception (use ca_file for a private CA)"
+        )
 
     class ReadyNdjsonSerializer(NdjsonSerializer):
         """Pass ready bytes through untouched. The stock serializer appends a newline to a body
@@ -65,7 +78,7 @@ def make_client(cfg: ElasticsearchConfig) -> Any:
     serializer = OrjsonSerializer()
     ndjson = ReadyNdjsonSerializer()
     return Elasticsearch(
-        **client_kwargs(cfg),
+        **kwargs,
         serializers={
             "application/json": serializer,
             "application/vnd.elasticsearch+json": serializer,

@@ -11,6 +11,10 @@ pipeline exactly-once end to end.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+from collections import Counter
 from typing import Any, NamedTuple
 
 import orjson
@@ -62,15 +66,73 @@ class Item(NamedTuple):
     batch_seq: int
 
 
-def encode_document(doc: dict[str, Any]) -> bytes:
-    """orjson for speed; documents orjson refuses (lone surrogates, huge ints) go through the
-    stdlib, which escapes them, so no record is ever lost to its encoding."""
+class DocumentTooDeep(ValueError):
+    """A document nested deeper than orjson encodes (254 levels), when the caller asked to hear it:
+    it has the record's text and ships that instead (see ``Shipping.items``)."""
+
+
+def encode_document(
+    doc: dict[str, Any], problems: Counter[str] | None = None, raise_too_deep: bool = False
+) -> bytes:
+    """One JSON object, never an exception (but DocumentTooDeep if ``raise_too_deep``).
+
+    orjson for speed. What orjson refuses (lone surrogates, integers beyond 64 bits, keys of odd
+    types) goes through the stdlib, which escapes surrogates and writes big integers. A document
+    even that cannot write (nesting beyond Python's recursion limit, NaN next to a big integer,
+    objects whose ``str`` raises) is rebuilt from plain values, cut at :data:`MAX_ENCODE_DEPTH`
+    and tagged ``encode_error`` (tallied in ``problems``).
+    """
     try:
         return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        import json
+    except Exception as exc:  # any failure: the slow paths below never raise
+        if raise_too_deep and "ecursion" in str(exc):
+            raise DocumentTooDeep(str(exc)) from None
+        return _encode_slowly(doc, problems)
 
-        return json.dumps(doc, default=str, ensure_ascii=True, separators=(",", ":")).encode()
+
+#: Nesting kept by the last-resort encoding; deeper values become a marker string.
+MAX_ENCODE_DEPTH = 64
+_CUT = "<cut: nested too deep>"
+
+
+def _encode_slowly(doc: dict[str, Any], problems: Counter[str] | None) -> bytes:
+    with contextlib.suppress(Exception):  # RecursionError, NaN, a str() that raised: see below
+        return json.dumps(
+            doc, default=_text, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
+    if problems is not None:
+        problems["encode_error"] += 1
+    try:
+        plain = _plain(doc, 0)
+        if not isinstance(plain, dict):
+            plain = {"message": _text(plain)}
+        tags = plain.get("tags")
+        plain["tags"] = [*(tags if isinstance(tags, list) else []), "encode_error"]
+        return json.dumps(plain, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+    except Exception:
+        return b'{"message":"<unencodable document>","tags":["unparsed","encode_error"]}'
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """JSON-safe copy: str keys, finite floats, plain containers, nothing deeper than the limit."""
+    if depth > MAX_ENCODE_DEPTH:
+        return _CUT
+    if isinstance(value, dict):
+        return {_text(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return value
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    try:
+        return value if isinstance(value, str) else str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 def make_item(
@@ -80,13 +142,36 @@ def make_item(
     doc: dict[str, Any],
     batch_seq: int,
     data_stream: tuple[str, str] | None,
+    problems: Counter[str] | None = None,
 ) -> Item:
     """Ids are ``<hex>-<hex>`` (record_id), so they need no JSON escaping in the action line."""
     if data_stream is not None:
         doc["data_stream"] = {"type": "logs", "dataset": data_stream[0], "namespace": data_stream[1]}
     return Item(
-        naming.action_prefix(index) + doc_id.encode() + b'"}}\n' + encode_document(doc) + b"\n", batch_seq
+        naming.action_prefix(index) + doc_id.encode() + b'"}}\n' + encode_document(doc, problems) + b"\n",
+        batch_seq,
     )
+
+
+def record_item(
+    naming: IndexNaming,
+    doc_id: str,
+    index: str,
+    doc: dict[str, Any],
+    batch_seq: int,
+    data_stream: tuple[str, str] | None,
+    problems: Counter[str],
+) -> Item:
+    """:func:`make_item` for a document parsed from a log record, the hot path (orjson inline, one
+    call per record). A document nested deeper than orjson encodes raises DocumentTooDeep: the
+    caller has the record and ships its text instead."""
+    if data_stream is not None:
+        doc["data_stream"] = {"type": "logs", "dataset": data_stream[0], "namespace": data_stream[1]}
+    try:
+        body = orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
+    except Exception:
+        body = encode_document(doc, problems, raise_too_deep=True)
+    return Item(naming.action_prefix(index) + doc_id.encode() + b'"}}\n' + body + b"\n", batch_seq)
 
 
 def item_parts(item: Item) -> tuple[str, str, Any]:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 
 import orjson
 
-from ..parse import InputParsing, ParseContext, build_document, utc_now_iso
+from ..parse import InputParsing, ParseContext, build_document, salvage_document, utc_now_iso
 from ..source import NO_NEWLINE, TRUNCATED, Batch, record_id
+from .encode import DocumentTooDeep, encode_document
 
 
 def flag_names(flags: int) -> list[str]:
@@ -42,8 +43,16 @@ class NdjsonFileSink:
                 ip = self.parsing[src.input_id]
                 ctx = ParseContext(ip.times, now)
                 for r in batch.records:
-                    doc_id, dataset, doc = build_document(r, src, ip, ctx)
-                    out += orjson.dumps({"_id": doc_id, "_dataset": dataset, **doc})
+                    try:
+                        doc_id, dataset, doc = build_document(r, src, ip, ctx)
+                        line = encode_document(
+                            {**doc, "_id": doc_id, "_dataset": dataset}, ctx.problems, raise_too_deep=True
+                        )
+                    except Exception as exc:  # one record never stops the file (see Shipping.items)
+                        reason = "json_too_deep" if isinstance(exc, DocumentTooDeep) else "record_error"
+                        doc_id, dataset, doc = salvage_document(r, src, ip, ctx, reason)
+                        line = encode_document({**doc, "_id": doc_id, "_dataset": dataset})
+                    out += line
                     out += b"\n"
                 continue
             for r in batch.records:

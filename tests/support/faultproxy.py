@@ -5,6 +5,8 @@
   ``reject_times`` times per id.
 - ``fail_requests``: the next N bulk requests get a whole-request 503.
 - ``reset_requests``: the next N bulk requests read the body and then drop the connection.
+- ``refuse``: ``(status, body, content type)``: every bulk request gets this whole-request answer
+  (a 404 from a wrong proxy path, a 401...) until set back to None; counted in ``refused``.
 - ``down()`` / ``up()``: stop listening (connection refused), start again on the same port.
 Everything else is forwarded as is.
 """
@@ -34,6 +36,8 @@ class FaultProxy:
         self.fail_requests = 0
         self.reset_requests = 0
         self.bulk_requests = 0
+        self.refuse: tuple[int, bytes, str] | None = None
+        self.refused = 0
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.up()
@@ -67,6 +71,10 @@ class FaultProxy:
                             )
                             self.connection.close()
                             self.close_connection = True
+                            return
+                        if proxy.refuse is not None:
+                            proxy.refused += 1
+                            self._reply(*proxy.refuse)
                             return
                         if proxy.fail_requests > 0:
                             proxy.fail_requests -= 1

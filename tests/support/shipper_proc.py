@@ -46,10 +46,21 @@ class ShipperConfigFile:
     namespace: str
 
 
-def write_config(tmp: Path, es_url: str, inputs: str, extra: str = "", workers: int = 0) -> ShipperConfigFile:
+def write_config(
+    tmp: Path,
+    es_url: str,
+    inputs: str,
+    extra: str = "",
+    workers: int = 0,
+    metrics: str = "enabled: false",
+    es_extra: str = "",
+) -> ShipperConfigFile:
+    """``metrics``: the body of the ``metrics:`` mapping (one line, e.g. ``listen: 127.0.0.1:9999``);
+    ``es_extra``: more keys of ``output.elasticsearch`` (one line each, unindented)."""
     namespace = "t" + uuid.uuid4().hex[:8]
     data_dir = tmp / "data"
     path = tmp / "shipper.yml"
+    es_lines = "".join(f"    {line}\n" for line in es_extra.splitlines() if line.strip())
     path.write_text(f"""
 data_dir: {data_dir}
 inputs:
@@ -62,20 +73,22 @@ output:
     request_timeout: 10
     batch: {{max_docs: 500, max_bytes: 1048576, max_wait: 0.2}}
     retry: {{initial_backoff: 0.05, max_backoff: 0.5}}
-watch:
+{es_lines}watch:
   scan_interval: 0.1
   checkpoint_interval: 0.2
   close_inactive: 1.0
-metrics:
-  enabled: false
+metrics: {{{metrics}}}
 {extra}
 """)
     return ShipperConfigFile(path, data_dir, namespace)
 
 
 class ShipperProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(
+        self, config: Path, log: Path, command: str = "run", env: dict[str, str] | None = None
+    ) -> None:
         self.config, self.log = config, log
+        self.command, self.env = command, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -93,10 +106,11 @@ class ShipperProcess:
     def start(self) -> None:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shipper", "run", "-c", str(self.config)],
+                [sys.executable, "-m", "shipper", self.command, "-c", str(self.config)],
                 cwd=REPO,
                 stdout=err,
                 stderr=subprocess.STDOUT,
+                env=self.env,
             )
         self.starts += 1
 
