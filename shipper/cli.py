@@ -155,13 +155,14 @@ def _wait_for_mode(
     stop: threading.Event,
     log: logging.Logger,
     on_problem: Callable[[str], None] = lambda _reason: None,
+    hosts: tuple[str, ...] = (),
 ) -> str | None:
     """Ask the server which index mode to use; retry while it is unreachable or refuses (or until
     stopped). ``on_problem`` hears why it cannot go on yet (for /health)."""
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
-    from .redact import redact_text
+    from .redact import redact_text, redact_url
     from .sink.bulk import api_error_reason
     from .sink.setup import detect_mode
     from .throttle import Throttled
@@ -176,7 +177,8 @@ def _wait_for_mode(
                 status = exc.meta.status if exc.meta is not None else None
                 reason = f"Elasticsearch refuses the requests: {api_error_reason(status, exc.body, str(exc))}"
             else:
-                reason = f"Elasticsearch unreachable: {' '.join(str(exc).split())[:300]}"
+                where = f" at {', '.join(redact_url(h) for h in hosts)}" if hosts else ""
+                reason = f"Elasticsearch unreachable{where}: {' '.join(str(exc).split())[:300]}"
             reason = redact_text(reason)
             on_problem(reason)
             level = logging.ERROR if isinstance(exc, ApiError) else logging.WARNING
@@ -231,7 +233,7 @@ def run_command(config_path: str, log_level: str) -> None:
         )
         try:
             monitor.waiting("detecting the index mode")
-            mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting)
+            mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting, es.hosts)
             if mode is None:
                 return
             pipeline = Pipeline(
@@ -314,7 +316,7 @@ def events_command(config_path: str, broker: str | None) -> None:
     metrics = _start_metrics(config, EventsCollector(snapshot, lambda: stats, monitor.status), monitor.status)
     try:
         monitor.waiting("detecting the index mode")
-        mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting)
+        mode = _wait_for_mode(client, es.index_mode, stop, log, monitor.waiting, es.hosts)
         if mode is None:
             return
         naming = IndexNaming(mode, es.namespace)

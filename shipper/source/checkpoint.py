@@ -64,6 +64,8 @@ class FileState:
     real_path: str | None = None
     #: ``(offset, kind)`` where a timeout ended a record beyond ``offset`` (CUT_LINE/CUT_RECORD).
     cuts: tuple[tuple[int, int], ...] = ()
+    #: Birth time (ns) of the inode at ``dev``/``ino`` (0: unknown): a reused inode is another file.
+    birth: int = 0
 
 
 _FIELDS = tuple(f.name for f in fields(FileState) if f.name != "key")

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from ..config import InputConfig
 from .checkpoint import CUT_LINE, CUT_RECORD
-from .fingerprint import TAIL_LEN, Fingerprint, is_compressed, open_source
+from .fingerprint import TAIL_LEN, Fingerprint, birth_time_ns, is_compressed, open_source
 from .lines import LineSplitter
 from .multiline import ContinuationRule, Grouper
 from .records import Record
@@ -81,6 +81,8 @@ class Harvester:
     changed: str | None = None
     #: ``(offset, kind)`` cuts beyond the committed offset, in order (see the module docstring).
     cuts: list[tuple[int, int]] = field(default_factory=list)
+    #: Birth time of the source's inode (0: unknown): tells it from a later file on the same inode.
+    birth: int = 0
     #: Index in ``cuts`` of the next cut to apply while reading.
     next_cut: int = 0
     #: A cut was made by a timeout since the tailer last looked (it must be saved first).
@@ -115,6 +117,7 @@ class Harvester:
             cuts=sorted(c for c in cuts if c[0] > offset),
         )
         h._open(path, offset)
+        h.birth = birth_time_ns(path)
         return h
 
     # ------------------------------------------------------------------ properties
@@ -327,6 +330,7 @@ class Harvester:
         self.close()
         self.dev, self.ino, self.path, self.real_path = st.st_dev, st.st_ino, path, None
         self._open(path, self.splitter.position)
+        self.birth = birth_time_ns(path)
         self.static, self.live, self.eof, self.changed = True, False, False, None
 
     def suspend(self) -> None:
@@ -349,7 +353,8 @@ class Harvester:
         except OSError:
             os.close(fd)
             return False
-        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+        birth = birth_time_ns(target)
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino) or (self.birth and birth and birth != self.birth):
             os.close(fd)
             return False
         self.fd, self.path = fd, target

@@ -8,13 +8,14 @@ cursor written only after the output acked):
   only make a read or a listing happen sooner (watcher.py). Only files that changed are looked at.
 - Identity (the rule, also in the README): a file met for the first time is linked to known content
   only when that content is *no longer where it was* -- renamed away, truncated after a copy
-  (copytruncate), compressed, deleted -- and the file holds that content up to its acknowledged
-  position (same head, same bytes before the position). Two files that exist at the same time are
-  two files, whatever their bytes. A file whose bytes so far are a prefix of a file still in place
-  (a copytruncate copy before the truncate, a ``.gz`` being written) waits ``copy_wait`` seconds
-  for the original to lose its content; if it does not, a plain file is read as a file of its own
-  and a compressed one is a copy. New content gets a key derived from the host, its first line, its
-  inode and birth time (fingerprint.py), so ids never collide across hosts or files.
+  (copytruncate), compressed, deleted --, the file is named like a rotation of it, was born after
+  it, and holds it up to its acknowledged position (same head, same bytes before the position, the
+  same length where the content is complete). Two files that exist at the same time are two files,
+  whatever their bytes. A file whose bytes so far are a prefix of a file still in place (a
+  copytruncate copy before the truncate, a ``.gz`` being written) waits ``copy_wait`` seconds for
+  the original to lose its content; if it does not, it is read as a file of its own. New content
+  gets a key derived from the host, its first line, its inode and birth time (fingerprint.py), so
+  ids never collide across hosts or files.
 - Rotation: a file renamed away is read to its end; a truncated or rewritten file has its unread
   bytes finished from a copy (plain or ``.gz``) when there is one; an unfinished file rotated while
   the shipper was down is found by inode or as a copy next to its path or its symlink's target;
@@ -307,8 +308,12 @@ class Tailer:
                 continue
             if h.compressed:
                 continue  # a compressed source does not grow, and its size is not its length
-            if h.suspended and seen.size >= h.position:
-                h.resume(seen.path)  # it changed: reopen it, and check what it holds now
+            if h.suspended and not h.resume(seen.path):
+                # The inode number now belongs to another file: ours was deleted while closed.
+                del self._by_inode[ident]
+                self._vanished_while_closed(h, now, exclude=ident)
+                to_discover[ident] = seen
+                continue
             if seen.size < h.position or not h.check():
                 if h.changed is None:
                     h.changed = TRUNCATED_UNDER_US  # suspended: it shrank while closed
@@ -363,8 +368,7 @@ class Tailer:
         if h.suspended:
             found = find_inode(h.path, h.real_path, h.dev, h.ino)
             if found is None or not h.resume(found[0]):
-                self._lost(h, max(0, h.last_size - h.position), "deleted while closed")
-                self._finish(h, now, self._scan_batches)
+                self._vanished_while_closed(h, now, exclude=(h.dev, h.ino))
                 return
         st = h.fstat()
         h.deleted = st is not None and st.st_nlink == 0
@@ -389,7 +393,9 @@ class Tailer:
 
         # 1. What this inode held when we last saw it (a restart, or a file that came back).
         for entry in self.store.at_inode(*ident):
-            if not matches(head, _fp(entry)) or not self._holds(seen.path, entry):
+            if not _same_instance(seen.path, entry) or not matches(head, _fp(entry)):
+                continue  # the inode was freed and handed to a new file
+            if not self._holds(seen.path, entry):
                 continue  # an earlier content of this inode (rewritten in place, or reused)
             if entry.key in self._harvesters:
                 # Being read elsewhere, or just read here and awaiting its last acknowledgements:
@@ -416,7 +422,8 @@ class Tailer:
 
         # 2. Known content with the same head: moved here, or a copy of a file still in place.
         suspect = False
-        for cand in self.store.by_line0(line0):
+        birth = birth_time_ns(seen.path)
+        for cand in sorted(self.store.by_line0(line0), key=lambda c: -_name_closeness(seen.path, c)):
             if (cand.dev, cand.ino) == ident or not matches(head, _fp(cand)):
                 continue
             if not (
@@ -424,11 +431,15 @@ class Tailer:
                 or named_like_rotation_of(seen.path, cand.real_path)
             ):
                 continue  # starts like it, but is not named like a rotation of it: another file
+            if {seen.path, resolved(seen.path)} & {cand.path, cand.real_path} - {None}:
+                continue  # a new file where that one was (rotation leaves copies elsewhere)
+            if birth and cand.birth and birth <= cand.birth:
+                continue  # born before that file: an older file, not a copy of it
             if self._in_place(cand):
                 verdict = self._prefix_of(seen, cand)
                 if verdict is not False:
                     suspect = True
-            elif self._holds(seen.path, cand):
+            elif self._same_length(seen, cand) and self._holds(seen.path, cand):
                 self._pending.pop(ident, None)
                 self._link(cand, seen, now, live, sig)
                 return
@@ -441,11 +452,6 @@ class Tailer:
                 waiting = self._pending[ident] = _Pending(now, seen.size)
             if now - waiting.since < self.watch.copy_wait:
                 self._recheck.add(ident)
-                return
-            if compressed:
-                self._known[ident] = sig
-                self.stats.copies_skipped += 1
-                log.info("compressed copy of a file being read; not read again", extra={"path": seen.path})
                 return
             log.info(
                 "file starts like another one that is still in place: reading it as a file of its own",
@@ -482,17 +488,28 @@ class Tailer:
             st = h.fstat()
             if st is not None:
                 return st.st_nlink > 0 and h.check()
-            # Suspended: look at its path.
-        for path in (state.path, state.real_path):
+            # Suspended: look for its file.
+        path = self._where_is(state)
+        return path is not None and matches(read_head_path(path), _fp(state))
+
+    def _where_is(self, state: FileState) -> str | None:
+        """The path of ``state``'s own file (its inode, same birth) if it still exists: at its
+        path, at another path the globs match, or renamed next to it (rotated)."""
+        seen = self._listing.get((state.dev, state.ino))
+        candidates = [state.path, state.real_path, seen.path if seen is not None else None]
+        for path in candidates:
             if not path:
                 continue
             try:
                 st = os.stat(path)
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) == (state.dev, state.ino):
-                return matches(read_head_path(path), _fp(state))
-        return False
+            if (st.st_dev, st.st_ino) == (state.dev, state.ino) and _same_instance(path, state):
+                return path
+        found = find_inode(state.path, state.real_path, state.dev, state.ino)
+        if found is not None and _same_instance(found[0], state):
+            return found[0]
+        return None
 
     def _reader(self, state: FileState) -> Callable[[int, int], bytes | None]:
         """Read ``state``'s own file: through the open descriptor when it is being read (its path
@@ -506,7 +523,7 @@ class Tailer:
             st = os.stat(path)
         except OSError:
             return lambda start, n: None
-        if (st.st_dev, st.st_ino) != (state.dev, state.ino):
+        if (st.st_dev, st.st_ino) != (state.dev, state.ino) or not _same_instance(path, state):
             return lambda start, n: None
         return lambda start, n: read_range(path, start, n)
 
@@ -520,6 +537,24 @@ class Tailer:
         k = min(TAIL_LEN, n)
         mine = read_range(seen.path, n - k, k)
         return mine is not None and len(mine) == k and mine == theirs(n - k, k)
+
+    def _same_length(self, seen: Seen, state: FileState) -> bool:
+        """Can ``seen`` be a copy of ``state``'s content by its length? Where that content is
+        complete (its file was deleted, or it was read to its end), a copy has exactly its length:
+        a longer file that merely starts with the same bytes is another file. Where the content's
+        end is not known (a file that vanished while the shipper was down), any length will do."""
+        h = self._harvesters.get(state.key)
+        complete: int | None = None
+        if h is not None and not h.finished:
+            st = h.fstat()
+            if st is not None and st.st_nlink == 0:
+                complete = st.st_size
+        elif state.finished:
+            complete = state.offset
+        if complete is None:
+            return True
+        length = _gz_length(seen.path) if is_compressed(seen.path) else seen.size
+        return length is None or length % (1 << 32) == complete % (1 << 32)
 
     def _holds(self, path: str, state: FileState) -> bool:
         """Does the file at ``path`` (head already matched) hold ``state``'s bytes up to its
@@ -554,7 +589,16 @@ class Tailer:
         if state.finished and not more:
             self._known[ident] = sig
             self.stats.copies_skipped += 1
-            self.store.put(replace(state, path=seen.path, dev=seen.dev, ino=seen.ino, real_path=None))
+            self.store.put(
+                replace(
+                    state,
+                    path=seen.path,
+                    dev=seen.dev,
+                    ino=seen.ino,
+                    real_path=None,
+                    birth=birth_time_ns(seen.path),
+                )
+            )
             return
         log.info("continuing %s from %s at offset %d", state.path, seen.path, state.offset)
         inp = self._input(state.input_id) or self.inputs[seen.input_index]
@@ -562,6 +606,28 @@ class Tailer:
             self.stats.resumed_from_copy += 1
 
     # ------------------------------------------------------------------ rotation
+
+    def _vanished_while_closed(self, h: Harvester, now: float, exclude: Ident) -> None:
+        """``h``'s file was deleted while closed (idle): what was appended since it was last read
+        is only in a copy now (rotated and compressed, say). Continue from the copy, or report
+        what is known to be lost."""
+        if self._by_inode.get((h.dev, h.ino)) is h:
+            del self._by_inode[(h.dev, h.ino)]
+        copy = self._find_copy(h, exclude=exclude)
+        if copy is not None:
+            path, st = copy
+            try:
+                h.move_to(path, st)
+            except (OSError, EOFError) as exc:
+                log.warning("cannot read copy %s: %s", path, exc)
+            else:
+                log.info("file deleted while closed; finishing it from its copy", extra={"path": path})
+                self.stats.resumed_from_copy += 1
+                self._by_inode[(h.dev, h.ino)] = h
+                self._ready.add(h.key)
+                return
+        self._lost(h, max(0, h.last_size - h.position), "deleted while closed")
+        self._finish(h, now, self._scan_batches)
 
     def _on_changed(self, h: Harvester, now: float, out: list[Batch]) -> None:
         """``h``'s file shrank or was rewritten under it: finish its content from a copy if there is
@@ -596,20 +662,32 @@ class Tailer:
         self._lost(h, max(0, h.last_size - h.position), "truncated before it was read")
         self._finish(h, now, out)
 
-    def _find_copy(self, h: Harvester, exclude: Ident) -> tuple[str, os.stat_result] | None:
-        """A rotated copy of ``h``'s content holding at least what ``h`` read (plain copies first,
-        newest first), checked on its head and on the bytes before ``h``'s position."""
-        candidates = []
-        for full, st in siblings(h.path, h.real_path):
-            if (st.st_dev, st.st_ino) == exclude or (st.st_dev, st.st_ino) in self._by_inode:
+    def _copies(
+        self, path: str, real_path: str | None, min_size: int, exclude: Ident | None = None
+    ) -> list[tuple[str, os.stat_result]]:
+        """Rotated files next to ``path`` (or its target) that could hold its content, the most
+        likely first: named after this very file (``app.log.1`` -> ``app.log.1.gz``) before a mere
+        sibling, plain before compressed, newest first. Files being read are not candidates."""
+        names = {os.path.basename(p) for p in (path, real_path) if p}
+        ranked = []
+        for full, st in siblings(path, real_path):
+            ident = (st.st_dev, st.st_ino)
+            if ident == exclude or ident in self._by_inode:
                 continue
             gz = is_compressed(full)
-            if not gz and st.st_size < h.position:
+            if not gz and st.st_size < min_size:
                 continue
-            candidates.append((gz, -st.st_mtime, full, st))
+            own_name = any(os.path.basename(full).startswith(name) for name in names)
+            ranked.append((not own_name, gz, -st.st_mtime, full, st))
+        ranked.sort(key=lambda c: c[:3])
+        return [(full, st) for *_rank, full, st in ranked]
+
+    def _find_copy(self, h: Harvester, exclude: Ident) -> tuple[str, os.stat_result] | None:
+        """A rotated copy of ``h``'s content holding at least what ``h`` read, checked on its head
+        and on the bytes before ``h``'s position."""
         pos = h.position
         tail = h.tail_bytes
-        for _gz, _mtime, full, st in sorted(candidates, key=lambda c: (c[0], c[1])):
+        for full, st in self._copies(h.path, h.real_path, pos, exclude):
             if not matches(read_head_path(full, h.fp.head_len), h.fp):
                 continue
             if tail is not None and pos and read_range(full, pos - len(tail), len(tail)) != tail:
@@ -620,15 +698,18 @@ class Tailer:
     def _recover_unfinished(self, now: float) -> None:
         """After a restart: finish entries whose file was rotated away while the shipper was down,
         found by inode (renamed) or as a copy (copied, compressed) next to its path or target."""
-        for state in self.store:
-            if state.finished or state.key in self._harvesters:
-                continue
+        # The most specific first (longest head, most acknowledged): when several generations of
+        # a file start with the same lines, each claims the copy that holds the most of it.
+        unfinished = [s for s in self.store if not s.finished and s.key not in self._harvesters]
+        for state in sorted(unfinished, key=lambda s: (-s.head_len, -s.offset)):
             inp = self._input(state.input_id)
             if inp is None:
                 continue
             found = find_inode(state.path, state.real_path, state.dev, state.ino)
             if found is not None and (
-                (state.dev, state.ino) in self._by_inode or not matches(read_head_path(found[0]), _fp(state))
+                (state.dev, state.ino) in self._by_inode
+                or not _same_instance(found[0], state)
+                or not matches(read_head_path(found[0]), _fp(state))
             ):
                 found = None
             if found is not None and self._holds(found[0], state):
@@ -650,15 +731,7 @@ class Tailer:
 
     def _find_copy_of_state(self, state: FileState) -> str | None:
         fp = _fp(state)
-        candidates = []
-        for full, st in siblings(state.path, state.real_path):
-            if (st.st_dev, st.st_ino) in self._by_inode:
-                continue
-            gz = is_compressed(full)
-            if not gz and st.st_size < state.offset:
-                continue
-            candidates.append((gz, -st.st_mtime, full))
-        for _gz, _mtime, full in sorted(candidates):
+        for full, _st in self._copies(state.path, state.real_path, state.offset):
             if matches(read_head_path(full, fp.head_len), fp) and self._holds(full, state):
                 return full
         return None
@@ -685,7 +758,10 @@ class Tailer:
                 sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 if sig in self._checked_siblings:
                     continue
-                if any(e.finished and e.offset >= st.st_size for e in self.store.at_inode(*ident)):
+                if any(
+                    e.finished and e.offset >= st.st_size and _same_instance(full, e)
+                    for e in self.store.at_inode(*ident)
+                ):
                     self._checked_siblings.add(sig)
                     continue
                 before = self.stats.files_opened
@@ -806,7 +882,7 @@ class Tailer:
                 st = os.stat(state.path)
             except OSError:
                 return False
-            return (st.st_dev, st.st_ino) == (state.dev, state.ino)
+            return (st.st_dev, st.st_ino) == (state.dev, state.ino) and _same_instance(state.path, state)
 
         self.store.prune(cutoff, keep=still_there)
 
@@ -901,8 +977,30 @@ class Tailer:
                 line0=h.identity.line0,
                 real_path=h.real_path,
                 cuts=h.cuts_after(offset),
+                birth=h.birth,
             )
         )
+
+
+def _name_closeness(path: str, state: FileState) -> int:
+    """How much of ``path``'s name is ``state``'s name: ``app.log.1.gz`` is closer to ``app.log.1``
+    (a copy of that file) than to ``app.log`` (its sibling). Ranks candidates for a copy."""
+    name = os.path.basename(path)
+    best = 0
+    for own in (state.path, state.real_path):
+        base = os.path.basename(own) if own else ""
+        if base and name.startswith(base):
+            best = max(best, len(base))
+    return best
+
+
+def _same_instance(path: str, state: FileState) -> bool:
+    """Is the inode at ``path`` the one ``state`` saw, not a later file that reuses its number?
+    Decided by the birth time where the file system keeps one."""
+    if not state.birth:
+        return True
+    birth = birth_time_ns(path)
+    return not birth or birth == state.birth
 
 
 def _release(watcher: DirectoryWatcher, wake: Waker) -> None:
@@ -940,6 +1038,18 @@ def _last_line_end(path: str, size: int) -> int:
     data = read_range(path, size - window, window) or b""
     nl = data.rfind(b"\n")
     return size - window + nl + 1 if nl >= 0 else size - window
+
+
+def _gz_length(path: str) -> int | None:
+    """The uncompressed length modulo 2**32 from a ``.gz`` trailer (ISIZE); None if unreadable.
+    A file of several members or still being written gives a wrong answer, never an error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            trailer = f.read(4)
+    except OSError:
+        return None
+    return int.from_bytes(trailer, "little") if len(trailer) == 4 else None
 
 
 def _pread(fd: int, n: int, offset: int) -> bytes | None:
