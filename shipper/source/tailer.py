@@ -444,9 +444,6 @@ class Tailer:
                 self._link(cand, seen, now, live, sig)
                 return
         if suspect:
-            if adopted:
-                self._known[ident] = sig  # a copy of a file being read, outside the globs
-                return
             waiting = self._pending.get(ident)
             if waiting is None or waiting.size != seen.size:
                 waiting = self._pending[ident] = _Pending(now, seen.size)
@@ -547,8 +544,10 @@ class Tailer:
         complete: int | None = None
         if h is not None and not h.finished:
             st = h.fstat()
-            if st is not None and st.st_nlink == 0:
-                complete = st.st_size
+            if st is not None and (st.st_nlink == 0 or h.static):
+                complete = st.st_size  # deleted, or a copy: it will not grow
+            elif h.compressed:
+                complete = _gz_length(h.path)
         elif state.finished:
             complete = state.offset
         if complete is None:
@@ -742,7 +741,7 @@ class Tailer:
         A file can be created, written and rotated between two scans, or while the shipper was
         down; its lines then exist only under a rotated name the globs do not match. Rotated
         siblings changed since the shipper first ran, and not known by inode or as a copy, go
-        through the same identity rules as any file (a prefix of a file in place is a copy).
+        through the same identity rules as any file.
         """
         # File times come from the kernel's coarse clock, which lags time.time() by up to a tick:
         # a file written just after the store was created can look a little older than it is.
