@@ -164,6 +164,8 @@ class Tailer:
         self._next_prune = 0.0
         self._first_scan = True
         self._rescan_soon = False
+        #: New keys were recorded since the last save (they must be durable before their ids leave).
+        self._new_identities = False
         self.watcher = DirectoryWatcher(enabled=watch.mode == "inotify")
         self.wake = Waker(self.watcher)
         # A tailer dropped without close() (a test, a crash simulation) must not keep its inotify
@@ -223,8 +225,11 @@ class Tailer:
                 cut = cut or h.new_cut
                 self._after_eof(h, now)
         self._retire_finished()
-        if cut:
-            # A record ended by a timeout is about to leave: its cut must be durable first.
+        if cut or (self._new_identities and batches):
+            # Records are about to leave whose ids must be found again after a crash: a cut made
+            # by a timeout, or the key of new content (a copy taken while the shipper is down has
+            # another inode, so its key could not be derived again). One journal write per turn.
+            self._new_identities = False
             for h in self._harvesters.values():
                 if h.new_cut:
                     h.new_cut = False
@@ -465,6 +470,7 @@ class Tailer:
         if inp.start_at == "end" and self._first_scan and live:
             offset = _last_line_end(seen.path, seen.size)
         h = self._start(inp, Identity(key, fp, line0), seen.path, offset, now, live)
+        self._new_identities = True
         if h is not None and adopted:
             self.stats.adopted_rotated += 1
 
