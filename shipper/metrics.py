@@ -112,8 +112,20 @@ class PipelineCollector:
         )
         yield _counter("rotations", "Files rotated away (renamed or deleted) while being read.", t.rotations)
         yield _counter("truncations", "Files truncated in place (copytruncate).", t.truncations)
+        yield _counter("rewrites", "Files rewritten in place under the reader (new content).", t.rewrites)
         yield _counter(
-            "files_lost", "Files deleted before their unacknowledged bytes could be read.", t.files_lost
+            "files_lost",
+            "Files whose unread bytes were gone before they could be read (deleted, truncated).",
+            t.files_lost,
+        )
+        yield _counter("bytes_lost", "Unread bytes known to be gone with those files.", t.bytes_lost)
+        yield _counter(
+            "copies_skipped",
+            "Files recognised as copies of content already read (not read again).",
+            t.copies_skipped,
+        )
+        yield _counter(
+            "resumed_from_copy", "Files finished from a rotated copy or a .gz.", t.resumed_from_copy
         )
         yield GaugeMetricFamily(
             "shipper_records_in_flight",

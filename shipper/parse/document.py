@@ -54,6 +54,13 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def strip_crlf(text: str) -> str:
+    """Drop the ``\r`` of every ``\r\n`` in a record and at its end (the record's own line end);
+    a lone ``\r`` inside a line is content and stays."""
+    text = text.replace("\r\n", "\n")
+    return text[:-1] if text.endswith("\r") else text
+
+
 def build_document(
     record: Record, source: SourceRef, ip: InputParsing, ctx: ParseContext
 ) -> tuple[str, str, Document]:
@@ -62,7 +69,10 @@ def build_document(
     A record a parser cannot take apart (JSON nested too deep, a parser bug) is shipped as its
     text, tagged, and tallied in ``ctx.problems``: one bad record never stops the file.
     """
-    text, repair_tags = decode(record.data)
+    original, repair_tags = decode(record.data)
+    # CRLF files (Windows services, some Docker log drivers): each line's "\r" before its "\n"
+    # is line ending, not content. Parsers see the text without it; event.original keeps it.
+    text = strip_crlf(original) if "\r" in original else original
     parser = ip.parser
     try:
         if parser is auto.PARSER:
@@ -91,7 +101,7 @@ def build_document(
     else:
         event = doc["event"] = {"dataset": dataset}
     if ip.include_original:
-        event["original"] = text
+        event["original"] = original
     log = doc.get("log")
     if type(log) is not dict:
         log = doc["log"] = {}

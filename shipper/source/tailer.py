@@ -729,9 +729,14 @@ class Tailer:
                     h.static = True
                     self.stats.resumed_from_copy += 1
                 continue
-            lost = max(0, state.size - state.offset)
-            if lost:
-                self._report_lost(state.path, lost, "rotated away and deleted while the shipper was down")
+            # Gone for good (more rotations while down than logrotate keeps): what is known to be
+            # unread is counted, and whatever was written after the shipper stopped is gone too.
+            self._report_lost(
+                state.path,
+                max(0, state.size - state.offset),
+                "rotated away and deleted while the shipper was down; lines written after it "
+                "stopped are gone too",
+            )
             self.store.put(replace(state, finished=True))
 
     def _find_copy_of_state(self, state: FileState) -> str | None:
@@ -896,10 +901,11 @@ class Tailer:
             self._report_lost(h.path, nbytes, why)
 
     def _report_lost(self, path: str, nbytes: int, why: str) -> None:
+        """Loss no shipper can prevent is reported, never silent: one warning, two counters."""
         self.stats.files_lost += 1
         self.stats.bytes_lost += nbytes
         log.warning(
-            "%s: %d unread bytes are gone (%s); they cannot be shipped",
+            "%s: %d unread bytes known to be gone (%s); they cannot be shipped",
             path,
             nbytes,
             why,
