@@ -729,14 +729,21 @@ class Tailer:
                     h.static = True
                     self.stats.resumed_from_copy += 1
                 continue
-            # Gone for good (more rotations while down than logrotate keeps): what is known to be
-            # unread is counted, and whatever was written after the shipper stopped is gone too.
-            self._report_lost(
-                state.path,
-                max(0, state.size - state.offset),
-                "rotated away and deleted while the shipper was down; lines written after it "
-                "stopped are gone too",
-            )
+            known = max(0, state.size - state.offset)
+            if self._where_is(state) is not None:
+                # Its inode is still there with other content (truncated or rewritten in place
+                # while the shipper was down, and no copy): only what is known unread is lost.
+                if known:
+                    self._report_lost(state.path, known, "truncated or rewritten while the shipper was down")
+            else:
+                # Gone for good (more rotations while down than logrotate keeps): what is known to
+                # be unread is counted, and whatever was written after the shipper stopped is gone.
+                self._report_lost(
+                    state.path,
+                    known,
+                    "rotated away and deleted while the shipper was down; lines written after it "
+                    "stopped are gone too",
+                )
             self.store.put(replace(state, finished=True))
 
     def _find_copy_of_state(self, state: FileState) -> str | None:
