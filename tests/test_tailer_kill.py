@@ -52,6 +52,14 @@ def read_output(path: Path) -> tuple[dict[str, str], int, list[str]]:
     return by_id, torn, conflicts
 
 
+def started(log: Path, pid: int) -> bool:
+    """Did the process ``pid`` log that it is ready?"""
+    for line in log.read_bytes().splitlines():
+        if b'"message":"tail started"' in line and json.loads(line)["process"]["pid"] == pid:
+            return True
+    return False
+
+
 def test_kill_9_and_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     binary = require_binary("logrotate", "apt-get install logrotate")
     logs = tmp_path / "logs"
@@ -115,8 +123,11 @@ metrics:
             if Counter(by_id.values()) == expected:
                 break
             time.sleep(0.5)
-        # Graceful stop: once the last process is up (its handlers are installed when it says so).
-        while shipper_log.read_bytes().count(b'"message":"tail started"') < kills + 1:
+        # Graceful stop: once the LAST process is ready (its signal handlers are installed when it
+        # logs "tail started"). Its own line, by pid: a process killed before it logged anything
+        # must not make the test wait for a line that never comes (or stop a process too early).
+        while not started(shipper_log, proc.pid):
+            assert proc.poll() is None, shipper_log.read_text()[-3000:]
             assert time.monotonic() < deadline + 30, shipper_log.read_text()[-3000:]
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)

@@ -21,7 +21,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ class FileState:
     size: int = 0
     tail: str | None = None  # digest of the bytes just before offset, to detect in-place rewrites
     finished: bool = False  # rotated away or deleted, and read to its end
-    updated: float = 0.0  # wall-clock time of the last change
+    #: Wall-clock time of the last change (not part of what the entry says: not compared).
+    updated: float = field(default=0.0, compare=False)
     line0: str = ""  # digest of the first line: finds copies of this content without a scan of all
     #: The resolved path when ``path`` is a symlink: rotated files live next to the target.
     real_path: str | None = None
@@ -232,9 +233,9 @@ class CheckpointStore:
 
     def put(self, state: FileState) -> None:
         old = self._states.get(state.key)
-        if old is not None and replace(old, updated=state.updated) == state:
+        if old is not None and old == state:
             return
-        self._set(replace(state, updated=time.time()))
+        self._set(state if state.updated else replace(state, updated=time.time()))
         self._dirty.add(state.key)
 
     def remove(self, key: str) -> None:

@@ -9,8 +9,10 @@ that were created, grew, shrank, were touched, moved or went away.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -59,9 +61,19 @@ class Change(NamedTuple):
         return self.before is not None and self.after is not None and self.after.size < self.before.size
 
 
+@functools.lru_cache(maxsize=64)
+def _exclusion(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One compiled regex for an input's exclude patterns (fnmatch per path and pattern was the
+    largest cost of a scan of thousands of files)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns))
+
+
 def excluded(inp: InputConfig, path: str) -> bool:
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatch(name, ex) or fnmatch.fnmatch(path, ex) for ex in inp.exclude)
+    """Does one of the input's ``exclude`` patterns match the file's name or its whole path?"""
+    rx = _exclusion(inp.exclude)
+    return rx is not None and (rx.match(os.path.basename(path)) is not None or rx.match(path) is not None)
 
 
 def list_files(
@@ -77,10 +89,12 @@ def list_files(
             for path in sorted(glob.glob(os.path.expanduser(pattern))):
                 if excluded(inp, path):
                     continue
-                if link_targets is not None and os.path.islink(path):
-                    link_targets[path] = os.path.realpath(path)
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)  # one system call for what is not a symlink
+                    if stat.S_ISLNK(st.st_mode):
+                        if link_targets is not None:
+                            link_targets[path] = os.path.realpath(path)
+                        st = os.stat(path)
                 except OSError:
                     continue
                 if not stat.S_ISREG(st.st_mode):

@@ -81,6 +81,8 @@ class Harvester:
     changed: str | None = None
     #: ``(offset, kind)`` cuts beyond the committed offset, in order (see the module docstring).
     cuts: list[tuple[int, int]] = field(default_factory=list)
+    #: ``identity.key``, kept as a plain attribute: it is read for every record.
+    key: str = ""
     #: Birth time of the source's inode (0: unknown): tells it from a later file on the same inode.
     birth: int = 0
     #: Index in ``cuts`` of the next cut to apply while reading.
@@ -115,16 +117,13 @@ class Harvester:
             last_data=now,
             last_size=st.st_size,
             cuts=sorted(c for c in cuts if c[0] > offset),
+            key=identity.key,
         )
         h._open(path, offset)
         h.birth = birth_time_ns(path)
         return h
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def key(self) -> str:
-        return self.identity.key
 
     @property
     def fp(self) -> Fingerprint:

@@ -142,6 +142,10 @@ class Tailer:
         #: Live harvesters by path, for inotify's "modified" events.
         self._by_path: dict[str, Harvester] = {}
         self._ready: set[str] = set()
+        #: Harvesters whose timer is due (a timeout to apply, an idle file to close).
+        self._expiring: set[str] = set()
+        #: Keys of harvesters finished but not yet retired (their last batches in flight).
+        self._finished: set[str] = set()
         self._timers: list[tuple[float, int, str]] = []
         self._timer_seq = itertools.count()
         self._timer_at: dict[str, float] = {}
@@ -198,13 +202,21 @@ class Tailer:
             at, _, key = heapq.heappop(timers)
             if self._timer_at.get(key) == at:
                 del self._timer_at[key]
-                self._ready.add(key)
+                self._expiring.add(key)
         batches, self._scan_batches = self._scan_batches, []
         cut = False
-        for key in list(self._ready):
+        expiring, self._expiring = self._expiring, set()
+        for key in list(self._ready | expiring):
             h = self._harvesters.get(key)
             if h is None or h.finished:
                 self._ready.discard(key)
+                continue
+            if key not in self._ready and h.eof and h.is_open and self._watched(h):
+                # Only a timeout is due: with inotify on its directory, a write would have made it
+                # ready, so there is nothing to read (one fstat saved per file and timeout).
+                self._emit(h, h.expire(now, force=h.static), batches)
+                cut = cut or h.new_cut
+                self._after_eof(h, now)
                 continue
             if h.suspended and not h.resume():
                 self._ready.discard(key)
@@ -319,9 +331,10 @@ class Tailer:
                 self._vanished_while_closed(h, now, exclude=ident)
                 to_discover[ident] = seen
                 continue
-            if seen.size < h.position or not h.check():
-                if h.changed is None:
-                    h.changed = TRUNCATED_UNDER_US  # suspended: it shrank while closed
+            if seen.size < h.position:
+                # Shrunk: truncated. (A rewrite that grew is caught by the read, and by any
+                # identity decision that asks whether this file still holds its content.)
+                h.changed = h.changed or TRUNCATED_UNDER_US
                 self._on_changed(h, now, self._scan_batches)
                 to_discover[ident] = seen  # the same inode now holds new content
             else:
@@ -347,6 +360,9 @@ class Tailer:
             self._next_prune = now + PRUNE_EVERY
             self._forget_old_entries()
         self._limit_open_files()
+
+    def _watched(self, h: Harvester) -> bool:
+        return h.live and self.watcher.watching(os.path.dirname(h.path) or ".")
 
     def _seen_at(self, h: Harvester, seen: Seen) -> None:
         if h.path != seen.path or not h.live:
@@ -866,11 +882,18 @@ class Tailer:
         if self._by_path.get(h.path) is h:
             del self._by_path[h.path]
         self._ready.discard(h.key)
+        self._finished.add(h.key)
         self.stats.files_finished += 1
 
     def _retire_finished(self) -> None:
-        for key, h in list(self._harvesters.items()):
-            if h.finished and self.tracker.pending(key) == 0:
+        """Forget finished harvesters once their last batch is acknowledged."""
+        for key in list(self._finished):
+            h = self._harvesters.get(key)
+            if h is None:
+                self._finished.discard(key)
+                continue
+            if self.tracker.pending(key) == 0:
+                self._finished.discard(key)
                 self._put_state(h, finished=True)
                 del self._harvesters[key]
                 self._timer_at.pop(key, None)
@@ -996,6 +1019,7 @@ class Tailer:
                 real_path=h.real_path,
                 cuts=h.cuts_after(offset),
                 birth=h.birth,
+                updated=time.time(),
             )
         )
 

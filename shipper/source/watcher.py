@@ -48,7 +48,7 @@ _RESCAN |= IN_Q_OVERFLOW | IN_IGNORED
 _EVENT = struct.Struct("iIII")
 #: After an event wakes the loop, wait this long for more before reading: a thousand files written
 #: in the same millisecond are then read in one turn instead of a thousand.
-COALESCE = 0.005
+COALESCE = 0.02
 
 
 def _libc() -> Any:
@@ -161,6 +161,10 @@ class DirectoryWatcher:
                 with contextlib.suppress(OSError):
                     ino.remove(wd)
         return added
+
+    def watching(self, directory: str) -> bool:
+        """Do inotify events arrive for ``directory``?"""
+        return self._inotify is not None and self._watches.get(directory) is not None
 
     def changes(self) -> tuple[set[str], bool]:
         if self._inotify is None:
