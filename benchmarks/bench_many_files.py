@@ -42,8 +42,12 @@ print(time.time(), flush=True)  # wall clock of the first write
 n = 0
 while time.monotonic() - start < seconds:
     path = paths[n % files]
-    line = (f"[2026-11-24 10:00:00,000: INFO/MainProcess] Task app.tasks.add[{n:08d}-0000-0000-0000-"
-            f"000000000000] succeeded in 0.0012s: {n}\n").encode()
+    if sys.argv[5] == "celery":
+        line = (f"[2026-11-24 10:00:00,000: INFO/MainProcess] Task app.tasks.add[{n:08d}-0000-0000-0000-"
+                f"000000000000] succeeded in 0.0012s: {n}\n").encode()
+    else:
+        line = (f'{{"@timestamp": "2026-11-24T10:00:00.000Z", "log": {{"level": "info"}}, '
+                f'"message": "Task app.tasks.add succeeded in 0.0012s: {n}"}}\n').encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, line)
     os.close(fd)
@@ -62,7 +66,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="steady-state measurement")
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--mode", default="inotify", choices=["inotify", "polling"])
-    ap.add_argument("--max-open-files", type=int, default=1024)
+    ap.add_argument(
+        "--parser",
+        default="celery",
+        choices=["celery", "celery_json"],
+        help="celery: text lines, each record closed by the multi-line timeout (the worst case)",
+    )
+    ap.add_argument("--max-open-files", type=int, default=4096)
     ap.add_argument("--profile", help="write a py-spy flame graph of the steady state to this file")
     ap.add_argument("--cprofile", help="run the shipper under cProfile, writing its stats here")
     args = ap.parse_args()
@@ -79,7 +89,7 @@ data_dir: {tmp}/data
 inputs:
   - id: celery
     paths: ["{logs}/*.log"]
-    parser: celery
+    parser: {args.parser}
 output:
   elasticsearch:
     hosts: ["{url}"]
@@ -106,7 +116,16 @@ metrics:
                 time.sleep(0.05)
             total = args.warmup + args.seconds
             writer = subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(logs), str(args.files), str(args.rate), str(total)],
+                [
+                    sys.executable,
+                    "-c",
+                    WRITER,
+                    str(logs),
+                    str(args.files),
+                    str(args.rate),
+                    str(total),
+                    args.parser,
+                ],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -119,7 +138,20 @@ metrics:
             cpu0, docs0, t0 = sum(proc.cpu_times()[:2]), received(url), time.monotonic()
             if args.profile:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(shipper.pid), "-o", args.profile, "-d", str(int(args.seconds)), "-f", "raw"],
+                    [
+                        "py-spy",
+                        "record",
+                        "-r",
+                        "1000",
+                        "-p",
+                        str(shipper.pid),
+                        "-o",
+                        args.profile,
+                        "-d",
+                        str(int(args.seconds)),
+                        "-f",
+                        "raw",
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -142,7 +174,9 @@ metrics:
             sink.wait(10)
     steady = (cpu1 - cpu0) / (t1 - t0)
     records = docs1 - docs0
-    print(f"# {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores, mode {args.mode}")
+    print(
+        f"# {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores, mode {args.mode}"
+    )
     print(
         json.dumps(
             {

@@ -181,7 +181,7 @@ class WatchConfig:
     close_inactive: float = _checked(60.0, _positive)
     #: Most live files kept open at once; the longest idle ones beyond it are closed (reopened when
     #: they change), so 10,000 watched files need no 10,000 descriptors.
-    max_open_files: int = _checked(1024, _positive)
+    max_open_files: int = _checked(4096, _positive)
     #: Seconds a new file whose bytes so far are a prefix of a file still being read waits to see
     #: whether it is a copy (copytruncate truncates the original right after copying): if the
     #: original keeps its content that long, the new file is read as a file of its own.

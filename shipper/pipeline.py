@@ -302,7 +302,7 @@ class Pipeline:
                 shipping.flush()
             if not reading or self.stop_sending.is_set():
                 return
-            if not batches or self.tailer.backpressured:
+            if not batches or not self.tailer.more_to_read or self.tailer.backpressured:
                 deadline = shipping.deadline
                 timeout = IDLE_WAIT if deadline is None else max(0.0, min(IDLE_WAIT, deadline - now))
                 self.tailer.wake.wait(timeout)
@@ -321,7 +321,7 @@ class Pipeline:
             for batch in batches:
                 pool.dispatch(batch)
             self._housekeeping(time.monotonic(), timers)
-            if not batches or self.tailer.backpressured:
+            if not batches or not self.tailer.more_to_read or self.tailer.backpressured:
                 for seq in pool.collect(timeout=IDLE_WAIT / 5):
                     self.tailer.ack(seq)
 

@@ -33,6 +33,9 @@ from ..errors import ShipperError
 VERSION = 2
 #: A journal smaller than this is never compacted (a snapshot of a few entries is tiny).
 MIN_COMPACT_BYTES = 256 * 1024
+#: The journal is folded into a new snapshot once it is this many times the snapshot's size: with
+#: every entry changing every second, a snapshot per save would cost as much as no journal.
+COMPACT_RATIO = 4
 
 #: Cut kinds (bit set): where a timeout ended a record, so a re-read after a crash ends it there too.
 CUT_LINE = 1  # a partial last line was emitted without its newline
@@ -70,10 +73,6 @@ class FileState:
 
 
 _FIELDS = tuple(f.name for f in fields(FileState) if f.name != "key")
-
-
-def _encode_state(state: FileState) -> dict[str, Any]:
-    return {name: getattr(state, name) for name in _FIELDS}
 
 
 def _decode_state(key: str, raw: dict[str, Any]) -> FileState:
@@ -264,9 +263,12 @@ class CheckpointStore:
         lines = []
         for key in sorted(self._dirty):
             state = self._states.get(key)
-            lines.append(orjson.dumps([key, None if state is None else _encode_state(state)]))
+            # orjson writes a dataclass natively (all fields, ``key`` included), in C.
+            lines.append(orjson.dumps([key, state]))
         data = b"\n".join(lines) + b"\n" if lines else b""
-        if force or self._journal_bytes + len(data) > max(MIN_COMPACT_BYTES, self._snapshot_bytes):
+        if force or self._journal_bytes + len(data) > max(
+            MIN_COMPACT_BYTES, COMPACT_RATIO * self._snapshot_bytes
+        ):
             self._compact()
         else:
             self._append(data)
@@ -300,7 +302,7 @@ class CheckpointStore:
         the old journal. A crash in between leaves either the old pair or the new one."""
         old_generation = self._generation
         self._close_journal()
-        files = {key: _encode_state(state) for key, state in sorted(self._states.items())}
+        files = dict(sorted(self._states.items()))
         data = orjson.dumps(
             {"version": VERSION, "created": self.created, "journal": old_generation + 1, "files": files}
         )

@@ -76,18 +76,32 @@ def excluded(inp: InputConfig, path: str) -> bool:
     return rx is not None and (rx.match(os.path.basename(path)) is not None or rx.match(path) is not None)
 
 
+def _excluded_cached(inp: InputConfig, path: str, cache: dict[tuple[str, str], bool]) -> bool:
+    key = (inp.id, path)
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) > 100_000:  # bounded: paths with dates in their names never repeat
+            cache.clear()
+        hit = cache[key] = excluded(inp, path)
+    return hit
+
+
 def list_files(
-    inputs: Sequence[InputConfig], link_targets: dict[str, str] | None = None
+    inputs: Sequence[InputConfig],
+    link_targets: dict[str, str] | None = None,
+    exclusions: dict[tuple[str, str], bool] | None = None,
 ) -> dict[Ident, Seen]:
     """Every regular file the inputs' globs match; a file matched twice counts once (first wins).
 
     Matched symlinks, dangling ones included, go into ``link_targets`` (path -> resolved path):
-    their target may have been rotated away, and its rotated names are next to the target."""
+    their target may have been rotated away, and its rotated names are next to the target.
+    ``exclusions`` remembers which paths the exclude patterns matched, from one scan to the next."""
     found: dict[Ident, Seen] = {}
     for index, inp in enumerate(inputs):
         for pattern in inp.paths:
             for path in sorted(glob.glob(os.path.expanduser(pattern))):
-                if excluded(inp, path):
+                skip = excluded(inp, path) if exclusions is None else _excluded_cached(inp, path, exclusions)
+                if skip:
                     continue
                 try:
                     st = os.lstat(path)  # one system call for what is not a symlink

@@ -27,5 +27,5 @@ def follow(
         batches = tailer.poll()
         if batches:
             on_batches(batches)
-        if not batches or tailer.backpressured:
+        if not batches or not tailer.more_to_read or tailer.backpressured:
             tailer.wake.wait(IDLE_WAIT)

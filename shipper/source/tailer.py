@@ -74,6 +74,8 @@ MTIME_SLACK = 5.0  # seconds
 DELETED_GRACE = 2.0  # seconds a deleted file stays open after its last growth
 PRUNE_EVERY = 60.0  # seconds between looks for forgettable checkpoint entries
 COPY_CHUNK = 256 * 1024
+#: Seconds between full listings when inotify watches every directory (see poll()).
+SAFETY_SCAN_INTERVAL = 10.0
 
 
 @dataclass
@@ -142,6 +144,8 @@ class Tailer:
         #: Live harvesters by path, for inotify's "modified" events.
         self._by_path: dict[str, Harvester] = {}
         self._ready: set[str] = set()
+        #: Files whose acknowledged position moved, or that got a cut, since the last save.
+        self._changed: set[str] = set()
         #: Harvesters whose timer is due (a timeout to apply, an idle file to close).
         self._expiring: set[str] = set()
         #: Keys of harvesters finished but not yet retired (their last batches in flight).
@@ -150,6 +154,8 @@ class Tailer:
         self._timer_seq = itertools.count()
         self._timer_at: dict[str, float] = {}
         self._listing: dict[Ident, Seen] = {}
+        #: Which listed paths the exclude patterns match (asked again at every scan otherwise).
+        self._exclusions: dict[tuple[str, str], bool] = {}
         #: Symlinks matched by the globs (dangling ones too) and their targets.
         self._link_targets: dict[str, str] = {}
         self._pending: dict[Ident, _Pending] = {}
@@ -170,6 +176,7 @@ class Tailer:
         self._rescan_soon = False
         #: New keys were recorded since the last save (they must be durable before their ids leave).
         self._new_identities = False
+        _raise_fd_limit(watch.max_open_files + 256)
         self.watcher = DirectoryWatcher(enabled=watch.mode == "inotify")
         self.wake = Waker(self.watcher)
         # A tailer dropped without close() (a test, a crash simulation) must not keep its inotify
@@ -196,7 +203,12 @@ class Tailer:
         if rescan or self._rescan_soon or now >= self._next_scan:
             self._rescan_soon = False
             self.scan(now)
-            self._next_scan = now + self.watch.scan_interval
+            interval = self.watch.scan_interval
+            if self.watcher.complete:
+                # Every directory sends events (a create, move or delete starts a scan at once;
+                # a write makes its file ready): the full listing is only a safety net.
+                interval = max(interval, SAFETY_SCAN_INTERVAL)
+            self._next_scan = now + interval
         timers = self._timers
         while timers and timers[0][0] <= now:
             at, _, key = heapq.heappop(timers)
@@ -215,7 +227,9 @@ class Tailer:
                 # Only a timeout is due: with inotify on its directory, a write would have made it
                 # ready, so there is nothing to read (one fstat saved per file and timeout).
                 self._emit(h, h.expire(now, force=h.static), batches)
-                cut = cut or h.new_cut
+                if h.new_cut:
+                    cut = True
+                    self._changed.add(key)
                 self._after_eof(h, now)
                 continue
             if h.suspended and not h.resume():
@@ -234,7 +248,9 @@ class Tailer:
             if h.eof:
                 self._ready.discard(key)
                 self._emit(h, h.expire(now, force=h.static), batches)
-                cut = cut or h.new_cut
+                if h.new_cut:
+                    cut = True
+                    self._changed.add(key)
                 self._after_eof(h, now)
         self._retire_finished()
         if cut or (self._new_identities and batches):
@@ -242,16 +258,30 @@ class Tailer:
             # by a timeout, or the key of new content (a copy taken while the shipper is down has
             # another inode, so its key could not be derived again). One journal write per turn.
             self._new_identities = False
-            for h in self._harvesters.values():
-                if h.new_cut:
-                    h.new_cut = False
-                    self._put_state(h)
-            self.store.save()
+            self._persist()
             self._next_save = now + self.watch.checkpoint_interval
         elif now >= self._next_save:
-            self.store.save()
+            self._persist()
             self._next_save = now + self.watch.checkpoint_interval
         return batches
+
+    def _persist(self) -> None:
+        """Record the files whose acknowledged position moved or that were cut, then save: one
+        entry per file per save, however many batches were acknowledged in between."""
+        changed, self._changed = self._changed, set()
+        for key in changed:
+            h = self._harvesters.get(key)
+            if h is not None:
+                h.new_cut = False
+                self._put_state(h)
+        self.store.save()
+
+    @property
+    def more_to_read(self) -> bool:
+        """Files known to hold unread bytes (read budget or capacity ran out): poll again at once.
+        Otherwise the caller may sleep until an event, so a trickle of lines is read in a few
+        turns a second instead of one turn per line."""
+        return bool(self._ready) or bool(self._scan_batches)
 
     @property
     def backpressured(self) -> bool:
@@ -260,7 +290,7 @@ class Tailer:
     def save(self) -> None:
         """Write acknowledged positions to the checkpoint store (no-op when nothing changed)."""
         self._apply_acks()
-        self.store.save()
+        self._persist()
 
     def close(self) -> None:
         self.save()
@@ -305,7 +335,7 @@ class Tailer:
         if self.watcher.update(self.watched_dirs()):
             self._next_scan = now  # a directory just watched: events before that were missed
         link_targets: dict[str, str] = {}
-        listing = list_files(self.inputs, link_targets)
+        listing = list_files(self.inputs, link_targets, self._exclusions)
         self._link_targets = link_targets
         changes = diff(self._listing, listing)
         self._listing = listing
@@ -325,6 +355,12 @@ class Tailer:
                 continue
             if h.compressed:
                 continue  # a compressed source does not grow, and its size is not its length
+            if h.is_open and h.live and seen.path == h.path and seen.size >= h.position:
+                # The common case, thousands of times a scan: a followed file grew (or was read).
+                if seen.size > h.position:
+                    h.last_size = max(h.last_size, seen.size)
+                    self._ready.add(h.key)
+                continue
             if h.suspended and not h.resume(seen.path):
                 # The inode number now belongs to another file: ours was deleted while closed.
                 del self._by_inode[ident]
@@ -991,11 +1027,7 @@ class Tailer:
             key = self.tracker.ack(seq)
             if key is not None:
                 moved.add(key)
-        for key in moved:
-            h = self._harvesters.get(key)
-            committed = self.tracker.committed(key)
-            if h is not None and committed is not None:
-                self._put_state(h)
+        self._changed |= moved
 
     def _put_state(self, h: Harvester, finished: bool = False) -> None:
         """Record ``h`` at its acknowledged position (with the digest of the bytes before it)."""
@@ -1043,6 +1075,20 @@ def _same_instance(path: str, state: FileState) -> bool:
         return True
     birth = birth_time_ns(path)
     return not birth or birth == state.birth
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Lift the soft limit on open descriptors towards ``wanted`` (never past the hard limit):
+    the default soft limit of 1,024 is below what following thousands of files needs."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _release(watcher: DirectoryWatcher, wake: Waker) -> None:

@@ -162,6 +162,11 @@ class DirectoryWatcher:
                     ino.remove(wd)
         return added
 
+    @property
+    def complete(self) -> bool:
+        """Are events arriving for every directory asked for (none failed, inotify on)?"""
+        return self._inotify is not None and bool(self._watches) and None not in self._watches.values()
+
     def watching(self, directory: str) -> bool:
         """Do inotify events arrive for ``directory``?"""
         return self._inotify is not None and self._watches.get(directory) is not None
