@@ -137,7 +137,7 @@ metrics:
             time.sleep(max(0.0, first_write + args.warmup - time.time()))
             cpu0, docs0, t0 = sum(proc.cpu_times()[:2]), received(url), time.monotonic()
             if args.profile:
-                spy = subprocess.Popen(
+                subprocess.Popen(
                     [
                         "py-spy",
                         "record",

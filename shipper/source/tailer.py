@@ -204,9 +204,10 @@ class Tailer:
             self._rescan_soon = False
             self.scan(now)
             interval = self.watch.scan_interval
-            if self.watcher.complete:
+            if self.watcher.complete and not self._pending and not self._recheck:
                 # Every directory sends events (a create, move or delete starts a scan at once;
-                # a write makes its file ready): the full listing is only a safety net.
+                # a write makes its file ready) and no file waits for a decision: the full
+                # listing is only a safety net.
                 interval = max(interval, SAFETY_SCAN_INTERVAL)
             self._next_scan = now + interval
         timers = self._timers
@@ -427,6 +428,10 @@ class Tailer:
             if found is None or not h.resume(found[0]):
                 self._vanished_while_closed(h, now, exclude=(h.dev, h.ino))
                 return
+        if not h.compressed and not h.check():
+            # Truncated or rewritten on its way out: settle that before any copy is looked at.
+            self._on_changed(h, now, self._scan_batches)
+            return
         st = h.fstat()
         h.deleted = st is not None and st.st_nlink == 0
         self._ready.add(h.key)
@@ -603,6 +608,8 @@ class Tailer:
         if h is not None and not h.finished:
             st = h.fstat()
             if st is not None and (st.st_nlink == 0 or h.static):
+                if not h.check():
+                    return True  # truncated under the reader: its length says nothing
                 complete = st.st_size  # deleted, or a copy: it will not grow
             elif h.compressed:
                 complete = _gz_length(h.path)
