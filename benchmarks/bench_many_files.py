@@ -175,7 +175,8 @@ metrics:
     steady = (cpu1 - cpu0) / (t1 - t0)
     records = docs1 - docs0
     print(
-        f"# {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores, mode {args.mode}"
+        f"# {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"mode {args.mode}, parser {args.parser}"
     )
     print(
         json.dumps(
