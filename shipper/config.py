@@ -169,7 +169,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class WatchConfig:
-    #: ``inotify`` uses watchdog's native observer; ``polling`` its polling observer (NFS, containers).
+    #: ``inotify``: file-system events make reads and scans happen at once; ``polling``: the
+    #: periodic scan alone (NFS and other file systems without inotify).
     mode: Literal["inotify", "polling"] = "inotify"
     #: The periodic directory scan that is the source of truth, whatever events say.
     scan_interval: float = _checked(1.0, _positive)
@@ -240,7 +241,8 @@ class ShipperConfig:
     inputs: tuple[InputConfig, ...] = field(metadata={"check": _non_empty})
     #: Checkpoints and the dead-letter file live here (created 0700, files 0600).
     data_dir: str = "/var/lib/shipper"
-    #: ``host.hostname`` on every document; the machine's name by default.
+    #: ``host.hostname`` on every document and part of every document id (two hosts never share
+    #: an id); the machine's name by default. Set it in containers, whose names change.
     hostname: str | None = None
     output: OutputConfig = OutputConfig()
     watch: WatchConfig = WatchConfig()

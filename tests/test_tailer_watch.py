@@ -1,5 +1,5 @@
-"""watchdog wakes the tailer: with a scan interval of a minute, only an event can make a new
-file show up within the test's wait. Both the inotify observer and the polling observer."""
+"""inotify wakes the tailer: with a scan interval of a minute, only an event can make a new file
+show up within the test's wait. In polling mode the (short) scan interval does it."""
 
 from __future__ import annotations
 
