@@ -486,7 +486,9 @@ class Tailer:
         suspect = False
         birth = birth_time_ns(seen.path)
         for cand in sorted(self.store.by_line0(line0), key=lambda c: -_name_closeness(seen.path, c)):
-            if (cand.dev, cand.ino) == ident or not matches(head, _fp(cand)):
+            if (cand.dev, cand.ino) == ident and _same_instance(seen.path, cand):
+                continue  # this very file (step 1 found it holds other content now)
+            if not matches(head, _fp(cand)):
                 continue
             if not (
                 named_like_rotation_of(seen.path, cand.path)
@@ -637,11 +639,17 @@ class Tailer:
             self._recheck.add(ident)  # its last batches are in flight: decide once they are resolved
             return
         if h is not None:
-            if h.suspended and not is_compressed(seen.path):
-                h.close()
-                self._by_inode.pop((h.dev, h.ino), None)
-                st = os.stat(seen.path)
-                h.move_to(seen.path, st)
+            if h.suspended:
+                # Its file is gone (closed while idle, then rotated away): go on from the copy.
+                if self._by_inode.get((h.dev, h.ino)) is h:
+                    del self._by_inode[(h.dev, h.ino)]
+                try:
+                    h.move_to(seen.path, os.stat(seen.path))
+                except (OSError, EOFError) as exc:
+                    log.warning("cannot read copy %s: %s", seen.path, exc)
+                    self._recheck.add(ident)
+                    return
+                self.stats.resumed_from_copy += 1
                 self._by_inode[ident] = h
                 self._ready.add(h.key)
                 return
@@ -727,19 +735,35 @@ class Tailer:
         self._finish(h, now, out)
 
     def _copies(
-        self, path: str, real_path: str | None, min_size: int, exclude: Ident | None = None
+        self,
+        path: str,
+        real_path: str | None,
+        min_size: int,
+        exclude: Ident | None = None,
+        birth: int = 0,
     ) -> list[tuple[str, os.stat_result]]:
         """Rotated files next to ``path`` (or its target) that could hold its content, the most
         likely first: named after this very file (``app.log.1`` -> ``app.log.1.gz``) before a mere
-        sibling, plain before compressed, newest first. Files being read are not candidates."""
+        sibling, plain before compressed, newest first.
+
+        Not candidates: a file at ``path`` itself (a new file where that one was: rotation leaves
+        copies under other names), a file born before the content's own file (``birth``), and a
+        file being read (unless its inode number is merely reused by a file born later)."""
         names = {os.path.basename(p) for p in (path, real_path) if p}
+        own = {p for p in (path, real_path) if p}
         ranked = []
         for full, st in siblings(path, real_path):
             ident = (st.st_dev, st.st_ino)
-            if ident == exclude or ident in self._by_inode:
+            if ident == exclude or full in own or resolved(full) in own:
                 continue
             gz = is_compressed(full)
             if not gz and st.st_size < min_size:
+                continue
+            born = birth_time_ns(full)
+            reader = self._by_inode.get(ident)
+            if reader is not None and (not born or not reader.birth or born == reader.birth):
+                continue
+            if birth and born and born <= birth:
                 continue
             own_name = any(os.path.basename(full).startswith(name) for name in names)
             ranked.append((not own_name, gz, -st.st_mtime, full, st))
@@ -751,7 +775,7 @@ class Tailer:
         and on the bytes before ``h``'s position."""
         pos = h.position
         tail = h.tail_bytes
-        for full, st in self._copies(h.path, h.real_path, pos, exclude):
+        for full, st in self._copies(h.path, h.real_path, pos, exclude, h.birth):
             if not matches(read_head_path(full, h.fp.head_len), h.fp):
                 continue
             if tail is not None and pos and read_range(full, pos - len(tail), len(tail)) != tail:
@@ -807,7 +831,7 @@ class Tailer:
 
     def _find_copy_of_state(self, state: FileState) -> str | None:
         fp = _fp(state)
-        for full, _st in self._copies(state.path, state.real_path, state.offset):
+        for full, _st in self._copies(state.path, state.real_path, state.offset, None, state.birth):
             if matches(read_head_path(full, fp.head_len), fp) and self._holds(full, state):
                 return full
         return None
