@@ -220,9 +220,11 @@ class CheckpointStore:
 
     def _set(self, state: FileState) -> None:
         old = self._states.get(state.key)
-        if old is not None:
-            self._unindex(old)
         self._states[state.key] = state
+        if old is not None:
+            if old.dev == state.dev and old.ino == state.ino and old.line0 == state.line0:
+                return  # the common case, a position that moved: the indexes still hold
+            self._unindex(old)
         self._index(state)
 
     def _drop(self, key: str) -> None:

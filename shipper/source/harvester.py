@@ -73,6 +73,8 @@ class Harvester:
     #: Unlinked (nlink 0) but still open: read to its end, then closed after a short grace.
     deleted: bool = False
     eof: bool = False
+    #: The last chunk read ended where the file ended (at that instant).
+    at_end: bool = False
     #: Closed for good: nothing more will be read; kept until its last batch is acknowledged.
     finished: bool = False
     #: Last size seen for the source (bytes that exist and may still be unread).
@@ -198,11 +200,20 @@ class Harvester:
             self.eof = False
             total += len(chunk)
             self._feed(chunk, out)
+            if self.at_end:
+                self.eof = True  # read all the file held: no second call to learn that
+                break
         if total:
             self.last_data = now
         return out
 
     def _next_chunk(self) -> bytes:
+        """The next bytes after the position; sets :attr:`at_end` when they are all the file held.
+
+        One ``pread`` per call in the common case: it starts ``len(tail_bytes)`` before the
+        position, so the same call checks that the file still holds what was read (shorter:
+        truncated; other bytes: rewritten) and returns what follows."""
+        self.at_end = False
         if self.gz is not None:
             try:
                 return self.gz.read(CHUNK)
@@ -212,29 +223,34 @@ class Harvester:
         if fd is None:
             return b""
         pos = self.splitter.position
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            return b""
-        if size < pos:
-            self.changed = TRUNCATED_UNDER_US
-            return b""
-        if size == pos:
-            return b""
         tail = self.tail_bytes
         k = len(tail) if tail is not None else 0
+        if tail is None and pos:
+            # What precedes the position is not known (the file was shorter than the offset when
+            # opened): only the size can tell a truncation.
+            try:
+                if os.fstat(fd).st_size < pos:
+                    self.changed = TRUNCATED_UNDER_US
+                    return b""
+            except OSError:
+                return b""
         try:
-            data = os.pread(fd, min(CHUNK, size - pos) + k, pos - k)
+            data = os.pread(fd, CHUNK + k, pos - k)
         except OSError:
             return b""
         if k and data[:k] != tail:
             # last_size keeps the size seen while the content was intact: what was unread of it.
             self.changed = TRUNCATED_UNDER_US if len(data) < k else REWRITTEN_UNDER_US
             return b""
-        self.last_size = size
         chunk = data[k:] if k else data
+        n = len(chunk)
+        self.at_end = n < CHUNK
+        if not n:
+            return chunk
+        if pos + n > self.last_size:
+            self.last_size = pos + n
         # Invariant: tail_bytes, when known, is the file's bytes [max(0, pos - TAIL_LEN), pos).
-        if len(chunk) >= TAIL_LEN:
+        if n >= TAIL_LEN:
             self.tail_bytes = chunk[-TAIL_LEN:]
         elif tail is not None:
             self.tail_bytes = (tail + chunk)[-TAIL_LEN:]

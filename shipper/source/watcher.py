@@ -48,7 +48,10 @@ _RESCAN |= IN_Q_OVERFLOW | IN_IGNORED
 _EVENT = struct.Struct("iIII")
 #: After an event wakes the loop, wait this long for more before reading: a thousand files written
 #: in the same millisecond are then read in one turn instead of a thousand.
-COALESCE = 0.02
+COALESCE = 0.1
+#: Paths built from (watch, name) events are remembered (thousands of files each written every
+#: second) up to this many, then forgotten all at once.
+PATH_CACHE = 65536
 
 
 def _libc() -> Any:
@@ -72,6 +75,7 @@ class Inotify:
             raise OSError(err, os.strerror(err))
         self.fd: int = fd
         self._dirs: dict[int, str] = {}  # wd -> directory
+        self._paths: dict[tuple[int, bytes], str] = {}  # (wd, name) -> path
 
     def fileno(self) -> int:
         return self.fd
@@ -82,10 +86,12 @@ class Inotify:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), directory)
         self._dirs[wd] = directory
+        self._paths.clear()  # the same number may now mean another directory
         return int(wd)
 
     def remove(self, wd: int) -> None:
         self._dirs.pop(wd, None)
+        self._paths.clear()
         self._libc.inotify_rm_watch(self.fd, wd)
 
     def read(self) -> tuple[set[str], bool]:
@@ -93,6 +99,7 @@ class Inotify:
         changed: set[str] = set()
         rescan = False
         dirs = self._dirs
+        paths = self._paths
         while True:
             try:
                 buf = os.read(self.fd, 65536)
@@ -111,10 +118,17 @@ class Inotify:
                     rescan = True
                     if mask & IN_IGNORED:
                         dirs.pop(wd, None)
+                        paths.clear()  # a watch number may be handed out again
                 if mask & (IN_MODIFY | IN_CLOSE_WRITE) and name:
-                    directory = dirs.get(wd)
-                    if directory is not None:
-                        changed.add(os.path.join(directory, os.fsdecode(name)))
+                    path = paths.get((wd, name))
+                    if path is None:
+                        directory = dirs.get(wd)
+                        if directory is None:
+                            continue
+                        if len(paths) >= PATH_CACHE:
+                            paths.clear()
+                        path = paths[(wd, name)] = os.path.join(directory, os.fsdecode(name))
+                    changed.add(path)
         return changed, rescan
 
     def close(self) -> None:
