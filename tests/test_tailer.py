@@ -254,3 +254,36 @@ def test_backpressure_bounds_unacknowledged_records(tmp_path: Path) -> None:
         t.ack(b.seq)
     drain(t, got, lambda: len(got.by_id) == 20_000)
     assert got.lines() == Counter(lines)
+
+
+def test_open_files_stay_under_max_open_files_and_nothing_is_missed(tmp_path: Path) -> None:
+    """More files than ``max_open_files``, all written every round: the least recently read are
+    closed and reopened when they change, never more open than the limit, every line once."""
+    from dataclasses import replace
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    files = [logs / f"f{i:02d}.log" for i in range(25)]
+    for f in files:
+        write(f, f"{f.stem} 0\n".encode())
+    t = make_tailer(
+        tmp_path / "data", [fast_input(str(logs / "*.log"))], watch=replace(FAST_WATCH, max_open_files=4)
+    )
+    got = Received()
+    most_open = 0
+
+    def poll_and_count() -> bool:
+        nonlocal most_open
+        most_open = max(most_open, sum(1 for h in t._harvesters.values() if h.fd is not None))
+        return len(got.by_id) == expected
+
+    expected = len(files)
+    drain(t, got, poll_and_count)
+    for n in range(1, 6):
+        for f in files:
+            write(f, f"{f.stem} {n}\n".encode())
+        expected += len(files)
+        drain(t, got, poll_and_count)
+    assert got.lines() == Counter(f"{f.stem} {n}".encode() for f in files for n in range(6))
+    assert got.deliveries == expected
+    assert 0 < most_open <= 4

@@ -41,6 +41,7 @@ import queue
 import socket
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -150,6 +151,9 @@ class Tailer:
         self._expiring: set[str] = set()
         #: Keys of harvesters finished but not yet retired (their last batches in flight).
         self._finished: set[str] = set()
+        #: Keys of harvesters that opened or read their file, least recently first: the idle end
+        #: is closed when more than ``max_open_files`` are open (entries may be stale: skipped).
+        self._open_order: OrderedDict[str, None] = OrderedDict()
         self._timers: list[tuple[float, int, str]] = []
         self._timer_seq = itertools.count()
         self._timer_at: dict[str, float] = {}
@@ -242,6 +246,11 @@ class Tailer:
             if capacity <= 0:
                 break
             self._emit(h, h.read(READ_BUDGET, now, capacity), batches)
+            opened = self._open_order
+            opened[key] = None
+            opened.move_to_end(key)
+            if len(opened) > self.watch.max_open_files:
+                self._limit_open_files()
             if h.changed:
                 self._ready.discard(key)
                 self._on_changed(h, now, batches)
@@ -396,7 +405,6 @@ class Tailer:
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY
             self._forget_old_entries()
-        self._limit_open_files()
 
     def _watched(self, h: Harvester) -> bool:
         return h.live and self.watcher.watching(os.path.dirname(h.path) or ".")
@@ -893,6 +901,13 @@ class Tailer:
             log.warning("cannot open %s: %s", path, exc)
             return None
         h.live = live and not h.static
+        if h.fd is not None:
+            if len(self._open_order) >= self.watch.max_open_files:
+                self._limit_open_files()
+                if len(self._open_order) >= self.watch.max_open_files:
+                    h.suspend()  # at the limit: reopened when its turn to be read comes
+            if h.fd is not None:
+                self._open_order[h.key] = None
         self._harvesters[h.key] = h
         self._by_inode[(h.dev, h.ino)] = h
         if h.live:
@@ -968,18 +983,21 @@ class Tailer:
                 self._recheck.add((h.dev, h.ino))  # what is at its inode now is for discovery
 
     def _limit_open_files(self) -> None:
-        """Close the longest-idle live files beyond ``max_open_files`` (reopened on change)."""
-        open_live = [h for h in self._harvesters.values() if h.fd is not None and h.live]
-        excess = len(open_live) - self.watch.max_open_files
-        if excess <= 0:
-            return
-        open_live.sort(key=lambda h: h.last_data)
-        for h in open_live:
-            if excess <= 0:
-                break
-            if h.eof and h.key not in self._ready:
+        """Close the least recently read files beyond ``max_open_files`` (Filebeat's
+        ``harvester_limit`` with ``close.inactive``): they are reopened when they change. A file
+        with unread bytes is not closed; it moves to the recent end."""
+        opened = self._open_order
+        budget = len(opened)
+        while len(opened) > self.watch.max_open_files and budget > 0:
+            budget -= 1
+            key, _ = opened.popitem(last=False)
+            h = self._harvesters.get(key)
+            if h is None or h.fd is None or h.finished:
+                continue  # stale: closed, suspended or retired meanwhile
+            if h.eof and key not in self._ready and not h.changed:
                 h.suspend()
-                excess -= 1
+            else:
+                opened[key] = None
 
     def _forget_old_entries(self) -> None:
         cutoff = time.time() - self.watch.forget_finished_after_hours * 3600
