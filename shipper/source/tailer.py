@@ -247,8 +247,9 @@ class Tailer:
                 break
             self._emit(h, h.read(READ_BUDGET, now, capacity), batches)
             opened = self._open_order
-            opened[key] = None
-            opened.move_to_end(key)
+            if h.live:
+                opened[key] = None
+                opened.move_to_end(key)
             if len(opened) > self.watch.max_open_files:
                 self._limit_open_files()
             if h.changed:
@@ -901,7 +902,7 @@ class Tailer:
             log.warning("cannot open %s: %s", path, exc)
             return None
         h.live = live and not h.static
-        if h.fd is not None:
+        if h.fd is not None and h.live:
             if len(self._open_order) >= self.watch.max_open_files:
                 self._limit_open_files()
                 if len(self._open_order) >= self.watch.max_open_files:
@@ -994,6 +995,8 @@ class Tailer:
             h = self._harvesters.get(key)
             if h is None or h.fd is None or h.finished:
                 continue  # stale: closed, suspended or retired meanwhile
+            if not h.live or h.static:
+                continue  # rotated away or a copy: it finishes soon, and could not be found again
             if h.eof and key not in self._ready and not h.changed:
                 h.suspend()
             else:
