@@ -397,10 +397,12 @@ class Tailer:
         for h in self._harvesters.values():
             if not h.live and not h.finished and h.is_open:
                 self._ready.add(h.key)  # rotated away: a late writer may still append
+        if self._first_scan:
+            # What was being read when the shipper stopped is settled first: its copies (a file
+            # copied or compressed while the shipper was down) are then not taken for new files.
+            self._recover_unfinished(now)
         for seen in to_discover.values():
             self._discover(seen, now)
-        if self._first_scan:
-            self._recover_unfinished(now)
         self._adopt_rotated(now)
         self._first_scan = False
         if now >= self._next_prune:
