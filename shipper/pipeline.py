@@ -69,6 +69,7 @@ class Shipping:
         on_ack: Callable[[int], None],
         stop_sending: threading.Event,
         dead_letter: DeadLetterFile | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> None:
         es = config.output.elasticsearch
         self.parsing = {inp.id: InputParsing.from_config(inp, config.hostname) for inp in config.inputs}
@@ -85,6 +86,7 @@ class Shipping:
             es.retry.initial_backoff,
             es.retry.max_backoff,
             self.stats,
+            while_waiting,
         )
         self.batch: BatchConfig = es.batch
         self._remaining: dict[int, int] = {}  # tailer batch seq -> documents not yet resolved
@@ -241,6 +243,7 @@ class Pipeline:
         self.log_level = log_level
         self.shipping: Shipping | None = None
         self.pool: WorkerPool | None = None
+        self._timers = [0.0]  # when the snapshot for metrics and health is next published
 
     @property
     def stats(self) -> SinkStats:
@@ -275,6 +278,9 @@ class Pipeline:
                     self.tailer.ack,
                     self.stop_sending,
                     self.dead_letter,
+                    # An outage must not blind the tailer: files created and rotated away
+                    # while the retries wait are opened, and read once the sink is back.
+                    while_waiting=self._keep_watch,
                 )
                 self._loop(self.shipping)
         finally:
@@ -283,13 +289,18 @@ class Pipeline:
             self.tailer.close()  # applies the last acknowledgements and saves the checkpoint
             self.dead_letter.close()
 
+    def _keep_watch(self) -> None:
+        if not self.stop_reading.is_set():
+            self.tailer.keep_watch()
+        self._housekeeping(time.monotonic(), self._timers)
+
     def _housekeeping(self, now: float, timers: list[float]) -> None:
         if now >= timers[0]:
             self._publish()
             timers[0] = now + 1.0
 
     def _loop(self, shipping: Shipping) -> None:
-        timers = [0.0]
+        timers = self._timers
         while True:
             reading = not self.stop_reading.is_set()
             self.tailer.wake.clear()
@@ -308,7 +319,7 @@ class Pipeline:
                 self.tailer.wake.wait(timeout)
 
     def _loop_with_workers(self, pool: WorkerPool) -> None:
-        timers = [0.0]
+        timers = self._timers
         while True:
             for seq in pool.collect(timeout=0):
                 self.tailer.ack(seq)
@@ -317,7 +328,11 @@ class Pipeline:
                     self.tailer.ack(seq)
                 return
             self.tailer.wake.clear()
-            batches = self.tailer.poll() if pool.has_room() else []
+            if pool.has_room():
+                batches = self.tailer.poll()
+            else:
+                batches = []
+                self._keep_watch()
             for batch in batches:
                 pool.dispatch(batch)
             self._housekeeping(time.monotonic(), timers)

@@ -215,3 +215,45 @@ def test_health_counts_never_as_no_success() -> None:
     now[0] += 3
     code, body = monitor.status()
     assert code == 503 and "50 records in flight" in body["problems"][0]
+
+
+def test_while_a_retry_waits_the_waiting_hook_runs_often_and_a_failing_hook_does_not_stop_it(
+    tmp_path: Path,
+) -> None:
+    """The tailer keeps following its files during an outage through ``while_waiting``: it must
+    run at least every WAIT_SLICE during a long backoff, in the sending thread, and an error in
+    it must not end the retries."""
+    from shipper.sink.bulk import WAIT_SLICE
+
+    failures = [6]
+
+    def transport(payload: bytes) -> tuple[Any, int]:
+        if failures[0]:
+            failures[0] -= 1
+            raise RequestFailed(503, "HTTP 503", retry=True)
+        return ok(payload)
+
+    calls: list[float] = []
+
+    def hook() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise RuntimeError("a bug in the hook")
+
+    resolved: list[int] = []
+    sender = BulkSender(
+        transport,
+        DeadLetterFile(str(tmp_path / "dl.ndjson")),
+        lambda items: resolved.extend(i.batch_seq for i in items),
+        threading.Event(),
+        0.4,
+        2.0,
+        while_waiting=hook,
+    )
+    start = time.monotonic()
+    assert sender.send([item(n) for n in range(3)])
+    elapsed = time.monotonic() - start
+    assert sorted(resolved) == [0, 1, 2]
+    assert len(calls) >= 6 and len(calls) >= elapsed / WAIT_SLICE - 1
+    gaps = [b - a for a, b in zip([start, *calls], calls, strict=False)]
+    assert max(gaps) < WAIT_SLICE + 0.3

@@ -176,28 +176,39 @@ class IdentityModel(RuleBasedStateMachine):
         if data or self.current[name] is None:
             self._append(name, bytes(data))
 
-    def _rotated_name(self, name: str) -> Path:
+    def _rotated_name(self, name: str, olddir: bool = False) -> Path:
+        """``a.log.N`` next to the file, or in its ``old/`` subdirectory (logrotate's ``olddir``,
+        which no glob matches)."""
         self.rotation += 1
         path = self.files[name]
+        if olddir:
+            (path.parent / "old").mkdir(exist_ok=True)
+            return path.parent / "old" / f"{path.name}.{self.rotation}"
         return path.with_name(f"{path.name}.{self.rotation}")
 
     @precondition(lambda self: any(self.current[n] is not None and not self.partial[n] for n in "as"))
-    @rule(name=st.sampled_from(["a", "s"]))
-    def rotate_create(self, name: str) -> None:
+    @rule(name=st.sampled_from(["a", "s"]), olddir=st.booleans())
+    def rotate_create(self, name: str, olddir: bool) -> None:
         gen = self.current[name]
         if gen is None or self.partial[name]:
             return
-        dest = self._rotated_name(name)
+        dest = self._rotated_name(name, olddir)
         os.rename(self.files[name], dest)
         self.rotated[dest] = bytes(gen)
         self.current[name] = None
+        if olddir:
+            # logrotate's `create`: a new empty file where the old one was. (Rotations in a
+            # subdirectory are only looked for where the file is, or was followed: with neither,
+            # old/ may hold anything.)
+            self.files[name].touch()
+            self.current[name] = bytearray()
 
     @precondition(lambda self: self.current["a"] is not None and not self.partial["a"])
-    @rule()
-    def rotate_copytruncate(self) -> None:
+    @rule(olddir=st.booleans())
+    def rotate_copytruncate(self, olddir: bool) -> None:
         gen = self.current["a"]
         assert gen is not None
-        dest = self._rotated_name("a")
+        dest = self._rotated_name("a", olddir)
         shutil.copyfile(self.files["a"], dest)
         os.truncate(self.files["a"], 0)
         self.rotated[dest] = bytes(gen)

@@ -181,6 +181,8 @@ class _Stopped(Exception):
 
 
 ACCEPTED, REFUSED = "accepted", "refused"
+#: Longest wait between two calls of ``while_waiting`` during a backoff.
+WAIT_SLICE = 0.5
 #: Levels of halving (2 + 4 + 8 requests) tried before a whole-request 400 counts as the request's.
 ISOLATION_DEPTH = 2
 
@@ -195,8 +197,12 @@ class BulkSender:
         initial_backoff: float = 0.25,
         max_backoff: float = 30.0,
         stats: SinkStats | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> None:
         self.transport = transport
+        #: Called at least every WAIT_SLICE seconds while a retry waits (the tailer keeps
+        #: following its files during an outage); runs in the thread that called send().
+        self.while_waiting = while_waiting
         self.dead_letter = dead_letter
         self.on_resolved = on_resolved
         self.stop = stop
@@ -210,8 +216,18 @@ class BulkSender:
     def _backoff(self, attempt: int) -> None:
         """Sleep before retry ``attempt`` (exponential, equal jitter); raise _Stopped if stopping."""
         delay = min(self.max_backoff, self.initial_backoff * (2 ** min(attempt, 20)))
-        if self.stop.wait(delay / 2 + self._rng.uniform(0, delay / 2)):
-            raise _Stopped
+        until = time.monotonic() + delay / 2 + self._rng.uniform(0, delay / 2)
+        while True:
+            left = until - time.monotonic()
+            if self.stop.wait(max(0.0, min(left, WAIT_SLICE))):
+                raise _Stopped
+            if self.while_waiting is not None:
+                try:
+                    self.while_waiting()
+                except Exception:  # a bug there must not stop the retries
+                    log.exception("error while waiting to retry")
+            if left <= WAIT_SLICE:
+                return
 
     def send(self, items: list[Item]) -> bool:
         """True when every item is resolved; False if the stop event ended the retries first

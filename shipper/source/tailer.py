@@ -33,6 +33,7 @@ from any thread.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -199,21 +200,7 @@ class Tailer:
         """One turn: apply acks, scan if due, read what changed, expire timeouts, save if due."""
         now = self.clock()
         self._apply_acks()
-        changed, rescan = self.watcher.changes()
-        for path in changed:
-            h = self._by_path.get(path)
-            if h is not None:
-                self._ready.add(h.key)
-        if rescan or self._rescan_soon or now >= self._next_scan:
-            self._rescan_soon = False
-            self.scan(now)
-            interval = self.watch.scan_interval
-            if self.watcher.complete and not self._pending and not self._recheck:
-                # Every directory sends events (a create, move or delete starts a scan at once;
-                # a write makes its file ready) and no file waits for a decision: the full
-                # listing is only a safety net.
-                interval = max(interval, SAFETY_SCAN_INTERVAL)
-            self._next_scan = now + interval
+        self._follow_changes(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             at, _, key = heapq.heappop(timers)
@@ -275,6 +262,43 @@ class Tailer:
             self._persist()
             self._next_save = now + self.watch.checkpoint_interval
         return batches
+
+    def keep_watch(self) -> None:
+        """Between polls, while the sink takes nothing (an outage, or every record in flight):
+        follow the directories without reading. New files are opened, files written to are
+        reopened, files rotated away keep their descriptor: content that logrotate deletes before
+        the sink recovers is still there to be read afterwards. Acknowledgements are saved."""
+        now = self.clock()
+        self._apply_acks()
+        self._follow_changes(now)
+        for key in list(self._ready):
+            h = self._harvesters.get(key)
+            if h is not None and h.suspended and not h.finished and not h.resume():
+                self._ready.discard(key)
+                self._recheck.add((h.dev, h.ino))
+                self._rescan_soon = True
+        if now >= self._next_save:
+            self._persist()
+            self._next_save = now + self.watch.checkpoint_interval
+
+    def _follow_changes(self, now: float) -> None:
+        """Files written to become ready; a scan runs when something was created, moved or
+        deleted, or when it is due."""
+        changed, rescan = self.watcher.changes()
+        for path in changed:
+            h = self._by_path.get(path)
+            if h is not None:
+                self._ready.add(h.key)
+        if rescan or self._rescan_soon or now >= self._next_scan:
+            self._rescan_soon = False
+            self.scan(now)
+            interval = self.watch.scan_interval
+            if self.watcher.complete and not self._pending and not self._recheck:
+                # Every directory sends events (a create, move or delete starts a scan at once;
+                # a write makes its file ready) and no file waits for a decision: the full
+                # listing is only a safety net.
+                interval = max(interval, SAFETY_SCAN_INTERVAL)
+            self._next_scan = now + interval
 
     def _persist(self) -> None:
         """Record the files whose acknowledged position moved or that were cut, then save: one
@@ -431,11 +455,11 @@ class Tailer:
             self.stats.rotations += 1
             log.info("file rotated away or deleted, reading it to its end", extra={"path": h.path})
             if not h.compressed:
-                found = find_inode(h.path, h.real_path, h.dev, h.ino)
+                found = find_inode(h.path, h.real_path, h.dev, h.ino, h.birth)
                 if found is not None:
                     h.path = found[0]  # its rotated name: where it is looked for after a restart
         if h.suspended:
-            found = find_inode(h.path, h.real_path, h.dev, h.ino)
+            found = find_inode(h.path, h.real_path, h.dev, h.ino, h.birth)
             if found is None or not h.resume(found[0]):
                 self._vanished_while_closed(h, now, exclude=(h.dev, h.ino))
                 return
@@ -579,7 +603,7 @@ class Tailer:
                 continue
             if (st.st_dev, st.st_ino) == (state.dev, state.ino) and _same_instance(path, state):
                 return path
-        found = find_inode(state.path, state.real_path, state.dev, state.ino)
+        found = find_inode(state.path, state.real_path, state.dev, state.ino, state.birth)
         if found is not None and _same_instance(found[0], state):
             return found[0]
         return None
@@ -804,7 +828,7 @@ class Tailer:
             inp = self._input(state.input_id)
             if inp is None:
                 continue
-            found = find_inode(state.path, state.real_path, state.dev, state.ino)
+            found = find_inode(state.path, state.real_path, state.dev, state.ino, state.birth)
             if found is not None and (
                 (state.dev, state.ino) in self._by_inode
                 or not _same_instance(found[0], state)
@@ -861,8 +885,30 @@ class Tailer:
             self.store.created - MTIME_SLACK, time.time() - self.watch.forget_finished_after_hours * 3600
         )
         targets = sorted(self._link_targets.values())
+        names: dict[str, list[str]] | None = None  # directory -> names followed, and there now
+        listed: set[str] = set()
+
+        def known(path: str) -> bool:
+            """Is ``path``, or a rotation of it, there (``app.log``, ``app.log.2``), or was it
+            followed? Then its rotations may be in a subdirectory (``olddir``). Asked only when a
+            subdirectory holds a candidate."""
+            nonlocal names
+            directory, base = os.path.split(path)
+            if names is None:
+                names = {}
+                for state in self.store:
+                    for p in (state.path, state.real_path):
+                        if p:
+                            names.setdefault(os.path.dirname(p), []).append(os.path.basename(p))
+            if directory not in listed:
+                listed.add(directory)
+                with contextlib.suppress(OSError):
+                    names.setdefault(directory, []).extend(os.listdir(directory or "."))
+            prefixes = (base + ".", base + "-")
+            return any(name == base or name.startswith(prefixes) for name in names.get(directory, ()))
+
         for index, inp in enumerate(self.inputs):
-            for full, st in rotated_names(inp, targets):
+            for full, st in rotated_names(inp, targets, known):
                 ident = (st.st_dev, st.st_ino)
                 if ident in self._listing or ident in self._by_inode or st.st_mtime < horizon:
                     continue
