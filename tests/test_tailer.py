@@ -287,3 +287,28 @@ def test_open_files_stay_under_max_open_files_and_nothing_is_missed(tmp_path: Pa
     assert got.lines() == Counter(f"{f.stem} {n}".encode() for f in files for n in range(6))
     assert got.deliveries == expected
     assert 0 < most_open <= 4
+
+
+def test_written_while_closed_then_rotated_away_and_deleted_is_reported(tmp_path: Path) -> None:
+    """An idle (closed) file is written to, then rotated twice and deleted before the shipper
+    turns to it: the lines are gone, and that is said (a warning, files_lost), not silent."""
+    from dataclasses import replace
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    write(log, b"first\n")
+    t = make_tailer(tmp_path / "data", [fast_input(str(log))], watch=replace(FAST_WATCH, close_inactive=0.2))
+    got = Received()
+    drain(t, got, lambda: len(got.by_id) == 1)
+    deadline = time.monotonic() + 5
+    while any(h.fd is not None for h in t._harvesters.values()):
+        assert time.monotonic() < deadline, "the idle file was never closed"
+        drain(t, got, lambda: True)
+        time.sleep(0.05)
+    write(log, b"second\nthird\n")
+    os.rename(log, logs / "app.log.1")
+    write(log, b"")
+    os.unlink(logs / "app.log.1")
+    drain(t, got, lambda: t.stats.files_lost == 1, timeout=10)
+    assert got.lines() == Counter([b"first"])

@@ -91,6 +91,9 @@ class Harvester:
     next_cut: int = 0
     #: A cut was made by a timeout since the tailer last looked (it must be saved first).
     new_cut: bool = False
+    #: Written to while closed (a file-system event said so): if it vanishes before it is
+    #: reopened, what was written is lost, though how much is not known.
+    written_while_closed: bool = False
 
     @classmethod
     def start(
@@ -374,6 +377,7 @@ class Harvester:
             return False
         self.fd, self.path = fd, target
         self.eof = False
+        self.written_while_closed = False
         return True
 
     def stop(self) -> None:

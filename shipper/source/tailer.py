@@ -289,6 +289,8 @@ class Tailer:
             h = self._by_path.get(path)
             if h is not None:
                 self._ready.add(h.key)
+                if h.fd is None:
+                    h.written_while_closed = True
         if rescan or self._rescan_soon or now >= self._next_scan:
             self._rescan_soon = False
             self.scan(now)
@@ -733,7 +735,13 @@ class Tailer:
                 self._by_inode[(h.dev, h.ino)] = h
                 self._ready.add(h.key)
                 return
-        self._lost(h, max(0, h.last_size - h.position), "deleted while closed")
+        unread = max(0, h.last_size - h.position)
+        if unread:
+            self._report_lost(h.path, unread, "deleted while closed")
+        elif h.written_while_closed:
+            # Written to after it was closed, then rotated away and deleted before it could be
+            # reopened (several rotations within a moment): lost, in an amount nobody knows.
+            self._report_lost(h.path, 0, "written to while closed, then rotated away and deleted")
         self._finish(h, now, self._scan_batches)
 
     def _on_changed(self, h: Harvester, now: float, out: list[Batch]) -> None:
@@ -1070,10 +1078,11 @@ class Tailer:
         """Loss no shipper can prevent is reported, never silent: one warning, two counters."""
         self.stats.files_lost += 1
         self.stats.bytes_lost += nbytes
+        amount = f"{nbytes} unread bytes" if nbytes else "lines of unknown size"
         log.warning(
-            "%s: %d unread bytes known to be gone (%s); they cannot be shipped",
+            "%s: %s known to be gone (%s); they cannot be shipped",
             path,
-            nbytes,
+            amount,
             why,
             extra={"path": path, "bytes_lost": nbytes},
         )
