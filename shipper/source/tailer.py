@@ -893,27 +893,27 @@ class Tailer:
             self.store.created - MTIME_SLACK, time.time() - self.watch.forget_finished_after_hours * 3600
         )
         targets = sorted(self._link_targets.values())
-        names: dict[str, list[str]] | None = None  # directory -> names followed, and there now
+        stems: dict[str, set[str]] | None = None  # directory -> names followed or there, cut short
         listed: set[str] = set()
 
         def known(path: str) -> bool:
             """Is ``path``, or a rotation of it, there (``app.log``, ``app.log.2``), or was it
             followed? Then its rotations may be in a subdirectory (``olddir``). Asked only when a
             subdirectory holds a candidate."""
-            nonlocal names
+            nonlocal stems
             directory, base = os.path.split(path)
-            if names is None:
-                names = {}
-                for state in self.store:
-                    for p in (state.path, state.real_path):
-                        if p:
-                            names.setdefault(os.path.dirname(p), []).append(os.path.basename(p))
+            if stems is None:
+                stems = {}
+                followed = (p for state in self.store for p in (state.path, state.real_path) if p)
+                for p in followed:
+                    stems.setdefault(os.path.dirname(p), set()).update(_name_stems(os.path.basename(p)))
             if directory not in listed:
                 listed.add(directory)
                 with contextlib.suppress(OSError):
-                    names.setdefault(directory, []).extend(os.listdir(directory or "."))
-            prefixes = (base + ".", base + "-")
-            return any(name == base or name.startswith(prefixes) for name in names.get(directory, ()))
+                    here = stems.setdefault(directory, set())
+                    for name in os.listdir(directory or "."):
+                        here.update(_name_stems(name))
+            return base in stems.get(directory, ())
 
         for index, inp in enumerate(self.inputs):
             for full, st in rotated_names(inp, targets, known):
@@ -1175,6 +1175,16 @@ def _name_closeness(path: str, state: FileState) -> int:
         if base and name.startswith(base):
             best = max(best, len(base))
     return best
+
+
+def _name_stems(name: str) -> list[str]:
+    """``app.log.2.gz`` -> the name and each shorter name it is a rotation of: ``app.log.2``,
+    ``app.log``, ``app`` (cut at dots and dashes)."""
+    out = [name]
+    for i in range(len(name) - 1, 0, -1):
+        if name[i] in ".-":
+            out.append(name[:i])
+    return out
 
 
 def _same_instance(path: str, state: FileState) -> bool:
