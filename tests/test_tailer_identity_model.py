@@ -188,7 +188,7 @@ class IdentityModel(RuleBasedStateMachine):
 
     @precondition(lambda self: any(self.current[n] is not None and not self.partial[n] for n in "as"))
     @rule(name=st.sampled_from(["a", "s"]), olddir=st.booleans())
-    def rotate_create(self, name: str, olddir: bool) -> None:
+    def rotate_create(self, name: str, olddir: bool = False) -> None:
         gen = self.current[name]
         if gen is None or self.partial[name]:
             return
@@ -205,7 +205,7 @@ class IdentityModel(RuleBasedStateMachine):
 
     @precondition(lambda self: self.current["a"] is not None and not self.partial["a"])
     @rule(olddir=st.booleans())
-    def rotate_copytruncate(self, olddir: bool) -> None:
+    def rotate_copytruncate(self, olddir: bool = False) -> None:
         gen = self.current["a"]
         assert gen is not None
         dest = self._rotated_name("a", olddir)

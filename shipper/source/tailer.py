@@ -836,6 +836,9 @@ class Tailer:
             inp = self._input(state.input_id)
             if inp is None:
                 continue
+            listed = self._listing.get((state.dev, state.ino))
+            if listed is not None and _same_instance(listed.path, state):
+                continue  # still at a path the globs match: discovery takes it up as a live file
             found = find_inode(state.path, state.real_path, state.dev, state.ino, state.birth)
             if found is not None and (
                 (state.dev, state.ino) in self._by_inode
@@ -924,7 +927,7 @@ class Tailer:
                 if sig in self._checked_siblings:
                     continue
                 if any(
-                    e.finished and e.offset >= st.st_size and _same_instance(full, e)
+                    e.finished and e.offset >= st.st_size and _same_instance(full, e) and self._holds(full, e)
                     for e in self.store.at_inode(*ident)
                 ):
                     self._checked_siblings.add(sig)
