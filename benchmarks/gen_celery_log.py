@@ -8,6 +8,7 @@ failure with a 6-line traceback every 200 tasks.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import uuid
 
@@ -21,6 +22,7 @@ def main() -> None:
     names = ["billing.charge", "mail.send_receipt", "reports.build", "sync.pull_orders"]
     written = 0
     sec = 0
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # a fresh checkout
     with open(args.out, "w", buffering=1 << 20) as f:
         while written < args.lines:
             sec += 1
