@@ -225,3 +225,55 @@ def test_data_dir_lock_keeps_a_second_shipper_out(tmp_path: Path) -> None:
         [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "got it"
+
+
+def test_name_stems_cut_at_dots_and_dashes() -> None:
+    from shipper.source.rotation import name_stems
+
+    assert name_stems("app.log.2.gz") == ["app.log.2.gz", "app.log.2", "app.log", "app"]
+    assert name_stems("app-20261124.log") == ["app-20261124.log", "app-20261124", "app"]
+    assert name_stems("plain") == ["plain"]
+
+
+def test_named_like_rotation_of() -> None:
+    from shipper.source.rotation import named_like_rotation_of
+
+    rotations = ("/l/app.log.1", "/l/app.log.2.gz", "/l/app.log-1124", "/l/app-1124.log", "/o/app.log.1")
+    for rotated in rotations:
+        assert named_like_rotation_of(rotated, "/l/app.log"), rotated
+    for other in ("/l/b.log", "/l/application.log", "/l/ap.log"):
+        assert not named_like_rotation_of(other, "/l/app.log"), other
+    assert not named_like_rotation_of("/l/app.log.1", None)
+
+
+def test_gz_length_and_prefix(tmp_path: Path) -> None:
+    import gzip
+
+    from shipper.source.fingerprint import gz_is_prefix, gz_length
+
+    content = b"".join(b"line %d\n" % i for i in range(50_000))
+    gz = tmp_path / "a.log.1.gz"
+    gz.write_bytes(gzip.compress(content[:100_000]))
+    assert gz_length(str(gz)) == 100_000
+
+    def reader(data: bytes):  # type: ignore[no-untyped-def]
+        return lambda start, n: data[start : start + n]
+
+    assert gz_is_prefix(str(gz), reader(content)) is True  # a prefix of the longer original
+    assert gz_is_prefix(str(gz), reader(content[:100_000])) is True
+    assert gz_is_prefix(str(gz), reader(content[:99_999] + b"X")) is False
+    cut = tmp_path / "being-written.gz"
+    cut.write_bytes(gzip.compress(content)[:5000])
+    assert gz_is_prefix(str(cut), reader(content)) is None  # incomplete: cannot tell yet
+    assert gz_length(str(tmp_path / "missing.gz")) is None
+
+
+def test_last_line_end(tmp_path: Path) -> None:
+    from shipper.source.fingerprint import last_line_end
+
+    f = tmp_path / "x.log"
+    f.write_bytes(b"one\ntwo\nthr")
+    assert last_line_end(str(f), 11) == 8
+    assert last_line_end(str(f), 8) == 8
+    f.write_bytes(b"no newline at all")
+    assert last_line_end(str(f), 17) == 0

@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
 from typing import Any, BinaryIO, NamedTuple, cast
 
 MAX_HEAD = 1024
@@ -181,3 +182,47 @@ def open_source(path: str) -> BinaryIO:
     if is_compressed(path):
         return cast(BinaryIO, gzip.open(path, "rb"))
     return open(path, "rb", buffering=0)
+
+
+#: Bytes decompressed at a time when a ``.gz`` is compared with another file.
+COPY_CHUNK = 256 * 1024
+
+
+def last_line_end(path: str, size: int) -> int:
+    """Where the last complete line of ``path``'s first ``size`` bytes ends (``start_at: end``)."""
+    window = min(size, 65536)
+    data = read_range(path, size - window, window) or b""
+    nl = data.rfind(b"\n")
+    return size - window + nl + 1 if nl >= 0 else size - window
+
+
+def gz_length(path: str) -> int | None:
+    """The uncompressed length modulo 2**32 from a ``.gz`` trailer (ISIZE); None if unreadable.
+    A file of several members or still being written gives a wrong answer, never an error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            trailer = f.read(4)
+    except OSError:
+        return None
+    return int.from_bytes(trailer, "little") if len(trailer) == 4 else None
+
+
+def gz_is_prefix(gz_path: str, other: Callable[[int, int], bytes | None]) -> bool | None:
+    """Is the uncompressed content of ``gz_path`` a prefix of the file ``other`` reads? None when
+    the ``.gz`` is incomplete (still being written). Stops at the first difference."""
+    try:
+        with gzip.open(gz_path, "rb") as gz:
+            pos = 0
+            while True:
+                try:
+                    chunk = gz.read(COPY_CHUNK)
+                except EOFError:
+                    return None
+                if not chunk:
+                    return True
+                if other(pos, len(chunk)) != chunk:
+                    return False
+                pos += len(chunk)
+    except (OSError, zlib.error):
+        return None

@@ -168,3 +168,13 @@ def rotated_names(
                 if st is not None:
                     found.append((full, st))
     return found
+
+
+def name_stems(name: str) -> list[str]:
+    """``app.log.2.gz`` -> the name and each shorter name it is a rotation of: ``app.log.2``,
+    ``app.log``, ``app`` (cut at dots and dashes)."""
+    out = [name]
+    for i in range(len(name) - 1, 0, -1):
+        if name[i] in ".-":
+            out.append(name[:i])
+    return out

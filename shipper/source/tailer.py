@@ -58,7 +58,10 @@ from .fingerprint import (
     digest_of,
     fingerprint_head,
     first_line,
+    gz_is_prefix,
+    gz_length,
     is_compressed,
+    last_line_end,
     matches,
     read_head_path,
     read_range,
@@ -66,7 +69,7 @@ from .fingerprint import (
 from .harvester import REWRITTEN_UNDER_US, TRUNCATED_UNDER_US, Harvester, Identity
 from .multiline import ContinuationRule
 from .records import NO_NEWLINE, TRUNCATED, Batch, Record, SourceRef
-from .rotation import find_inode, named_like_rotation_of, resolved, rotated_names, siblings
+from .rotation import find_inode, name_stems, named_like_rotation_of, resolved, rotated_names, siblings
 from .watcher import DirectoryWatcher, Waker
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,6 @@ READ_BUDGET = 1024 * 1024  # bytes read from one file per turn, so one busy file
 MTIME_SLACK = 5.0  # seconds
 DELETED_GRACE = 2.0  # seconds a deleted file stays open after its last growth
 PRUNE_EVERY = 60.0  # seconds between looks for forgettable checkpoint entries
-COPY_CHUNK = 256 * 1024
 #: Seconds between full listings when inotify watches every directory (see poll()).
 SAFETY_SCAN_INTERVAL = 10.0
 
@@ -564,7 +566,7 @@ class Tailer:
         key = self._new_key(line, seen)
         offset = 0
         if inp.start_at == "end" and self._first_scan and live:
-            offset = _last_line_end(seen.path, seen.size)
+            offset = last_line_end(seen.path, seen.size)
         h = self._start(inp, Identity(key, fp, line0), seen.path, offset, now, live)
         self._new_identities = True
         if h is not None and adopted:
@@ -631,7 +633,7 @@ class Tailer:
         ``.gz`` still being written)."""
         theirs = self._reader(state)
         if is_compressed(seen.path):
-            return _gz_is_prefix(seen.path, theirs)
+            return gz_is_prefix(seen.path, theirs)
         n = seen.size
         k = min(TAIL_LEN, n)
         mine = read_range(seen.path, n - k, k)
@@ -651,12 +653,12 @@ class Tailer:
                     return True  # truncated under the reader: its length says nothing
                 complete = st.st_size  # deleted, or a copy: it will not grow
             elif h.compressed:
-                complete = _gz_length(h.path)
+                complete = gz_length(h.path)
         elif state.finished:
             complete = state.offset
         if complete is None:
             return True
-        length = _gz_length(seen.path) if is_compressed(seen.path) else seen.size
+        length = gz_length(seen.path) if is_compressed(seen.path) else seen.size
         return length is None or length % (1 << 32) == complete % (1 << 32)
 
     def _holds(self, path: str, state: FileState) -> bool:
@@ -909,13 +911,13 @@ class Tailer:
                 stems = {}
                 followed = (p for state in self.store for p in (state.path, state.real_path) if p)
                 for p in followed:
-                    stems.setdefault(os.path.dirname(p), set()).update(_name_stems(os.path.basename(p)))
+                    stems.setdefault(os.path.dirname(p), set()).update(name_stems(os.path.basename(p)))
             if directory not in listed:
                 listed.add(directory)
                 with contextlib.suppress(OSError):
                     here = stems.setdefault(directory, set())
                     for name in os.listdir(directory or "."):
-                        here.update(_name_stems(name))
+                        here.update(name_stems(name))
             return base in stems.get(directory, ())
 
         for index, inp in enumerate(self.inputs):
@@ -1180,16 +1182,6 @@ def _name_closeness(path: str, state: FileState) -> int:
     return best
 
 
-def _name_stems(name: str) -> list[str]:
-    """``app.log.2.gz`` -> the name and each shorter name it is a rotation of: ``app.log.2``,
-    ``app.log``, ``app`` (cut at dots and dashes)."""
-    out = [name]
-    for i in range(len(name) - 1, 0, -1):
-        if name[i] in ".-":
-            out.append(name[:i])
-    return out
-
-
 def _same_instance(path: str, state: FileState) -> bool:
     """Is the inode at ``path`` the one ``state`` saw, not a later file that reuses its number?
     Decided by the birth time where the file system keeps one."""
@@ -1243,50 +1235,8 @@ def _tail_digest(h: Harvester, end: int) -> str | None:
     return digest_of(data) if data is not None and len(data) == n else None
 
 
-def _last_line_end(path: str, size: int) -> int:
-    window = min(size, 65536)
-    data = read_range(path, size - window, window) or b""
-    nl = data.rfind(b"\n")
-    return size - window + nl + 1 if nl >= 0 else size - window
-
-
-def _gz_length(path: str) -> int | None:
-    """The uncompressed length modulo 2**32 from a ``.gz`` trailer (ISIZE); None if unreadable.
-    A file of several members or still being written gives a wrong answer, never an error."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(-4, os.SEEK_END)
-            trailer = f.read(4)
-    except OSError:
-        return None
-    return int.from_bytes(trailer, "little") if len(trailer) == 4 else None
-
-
 def _pread(fd: int, n: int, offset: int) -> bytes | None:
     try:
         return os.pread(fd, n, offset)
     except OSError:
-        return None
-
-
-def _gz_is_prefix(gz_path: str, other: Callable[[int, int], bytes | None]) -> bool | None:
-    """Is the uncompressed content of ``gz_path`` a prefix of the file ``other`` reads? None when
-    the ``.gz`` is incomplete (still being written). Stops at the first difference."""
-    import gzip
-    import zlib
-
-    try:
-        with gzip.open(gz_path, "rb") as gz:
-            pos = 0
-            while True:
-                try:
-                    chunk = gz.read(COPY_CHUNK)
-                except EOFError:
-                    return None
-                if not chunk:
-                    return True
-                if other(pos, len(chunk)) != chunk:
-                    return False
-                pos += len(chunk)
-    except (OSError, zlib.error):
         return None
