@@ -206,6 +206,8 @@ class Harvester:
             if self.at_end:
                 self.eof = True  # read all the file held: no second call to learn that
                 break
+        if not self.changed:
+            self.written_while_closed = False  # whatever was written is read (or being read)
         if total:
             self.last_data = now
         return out
@@ -377,7 +379,6 @@ class Harvester:
             return False
         self.fd, self.path = fd, target
         self.eof = False
-        self.written_while_closed = False
         return True
 
     def stop(self) -> None:

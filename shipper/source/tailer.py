@@ -776,7 +776,18 @@ class Tailer:
                 self._by_inode[(h.dev, h.ino)] = h
                 self._ready.add(h.key)
                 return
-        self._lost(h, max(0, h.last_size - h.position), "truncated before it was read")
+        unread = max(0, h.last_size - h.position)
+        if unread:
+            self._report_lost(h.path, unread, "truncated before it was read")
+        elif h.written_while_closed:
+            # Written to while closed, and truncated (or rewritten) before it was reopened: what
+            # was written, if more than the truncation itself, is gone, in an amount nobody knows.
+            self._report_lost(
+                h.path,
+                0,
+                "written to while closed, then truncated with no copy; lines written since it was "
+                "last read, if any, are gone",
+            )
         self._finish(h, now, out)
 
     def _copies(
@@ -839,7 +850,12 @@ class Tailer:
             if inp is None:
                 continue
             listed = self._listing.get((state.dev, state.ino))
-            if listed is not None and _same_instance(listed.path, state):
+            if (
+                listed is not None
+                and _same_instance(listed.path, state)
+                and matches(read_head_path(listed.path), _fp(state))
+                and self._holds(listed.path, state)
+            ):
                 continue  # still at a path the globs match: discovery takes it up as a live file
             found = find_inode(state.path, state.real_path, state.dev, state.ino, state.birth)
             if found is not None and (
@@ -863,9 +879,14 @@ class Tailer:
             known = max(0, state.size - state.offset)
             if self._where_is(state) is not None:
                 # Its inode is still there with other content (truncated or rewritten in place
-                # while the shipper was down, and no copy): only what is known unread is lost.
-                if known:
-                    self._report_lost(state.path, known, "truncated or rewritten while the shipper was down")
+                # while the shipper was down, and no copy): what is known unread is lost, and
+                # whatever was written after the shipper stopped, if anything, is gone too.
+                self._report_lost(
+                    state.path,
+                    known,
+                    "truncated or rewritten while the shipper was down, with no copy; lines written "
+                    "after it stopped, if any, are gone too",
+                )
             else:
                 # Gone for good (more rotations while down than logrotate keeps): what is known to
                 # be unread is counted, and whatever was written after the shipper stopped is gone.
@@ -1074,10 +1095,6 @@ class Tailer:
             return (st.st_dev, st.st_ino) == (state.dev, state.ino) and _same_instance(state.path, state)
 
         self.store.prune(cutoff, keep=still_there)
-
-    def _lost(self, h: Harvester, nbytes: int, why: str) -> None:
-        if nbytes > 0:
-            self._report_lost(h.path, nbytes, why)
 
     def _report_lost(self, path: str, nbytes: int, why: str) -> None:
         """Loss no shipper can prevent is reported, never silent: one warning, two counters."""
