@@ -788,6 +788,11 @@ class Tailer:
                 "written to while closed, then truncated with no copy; lines written since it was "
                 "last read, if any, are gone",
             )
+        else:
+            log.info(
+                "file truncated with no copy after it was read to its end; read again from 0",
+                extra={"path": h.path},
+            )
         self._finish(h, now, out)
 
     def _copies(
