@@ -275,10 +275,17 @@ class Tailer:
         self._follow_changes(now)
         for key in list(self._ready):
             h = self._harvesters.get(key)
-            if h is not None and h.suspended and not h.finished and not h.resume():
+            if h is None or not h.suspended or h.finished:
+                continue
+            if len(self._open_order) >= self.watch.max_open_files:
+                break  # the limit holds during an outage too
+            if not h.resume():
                 self._ready.discard(key)
                 self._recheck.add((h.dev, h.ino))
                 self._rescan_soon = True
+            elif h.live:
+                self._open_order[key] = None
+                self._open_order.move_to_end(key)
         if now >= self._next_save:
             self._persist()
             self._next_save = now + self.watch.checkpoint_interval
