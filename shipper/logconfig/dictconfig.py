@@ -14,10 +14,14 @@ def dict_config(
     *,
     level: str = "INFO",
     filename: str | None = None,
-    dataset: str = "celery.worker",
+    dataset: str | None = None,
     kombu_level: str | None = None,
+    include_origin: bool | None = None,
+    spec_strict: bool = False,
 ) -> dict[str, Any]:
-    """Return a dictConfig dict: ECS JSON to ``filename`` (WatchedFileHandler) or to stderr."""
+    """Return a dictConfig dict: ECS JSON to ``filename`` (WatchedFileHandler) or to stderr.
+
+    ``dataset``, ``include_origin`` and ``spec_strict`` are :class:`EcsJsonFormatter`'s."""
     handler: dict[str, Any]
     if filename:
         handler = {"class": "shipper.logconfig.handlers.JsonLinesFileHandler", "filename": filename}
@@ -32,6 +36,8 @@ def dict_config(
                 "()": "shipper.logconfig.formatter.EcsJsonFormatter",
                 "service_name": service_name,
                 "dataset": dataset,
+                "include_origin": include_origin,
+                "spec_strict": spec_strict,
             }
         },
         "filters": {"celery_context": {"()": "shipper.logconfig.context.CeleryContextFilter"}},

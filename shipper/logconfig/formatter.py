@@ -7,7 +7,12 @@ output. We only replace ``add_fields`` with a version that writes nested ECS obj
 which is both what Elasticsearch maps most reliably and faster than renaming flat keys.
 
 Output is nested (``{"log": {"level": "info"}}``), never dotted keys: some Elasticsearch-compatible
-servers do not expand dotted keys, and nested objects mean the same thing everywhere.
+servers do not expand dotted keys, and nested objects mean the same thing everywhere. With
+``spec_strict=True`` the document takes the shape of the ECS logging spec's examples instead
+(``"log.level"`` and ``"ecs.version"`` as dotted top-level keys right after ``@timestamp`` and
+``message``, ``service.*``/``event.*``/``trace.*``/``transaction.*``/``span.*`` dotted, no
+``log.origin`` unless asked, ``event.dataset`` defaulting to the service name); the README lists
+every SHOULD of the spec the default mode leaves on purpose, and why.
 
 Every record becomes exactly one line of valid JSON, whatever it holds: a logging call must never
 lose its record nor print "--- Logging error ---". Non-string keys, values orjson refuses (integers
@@ -76,6 +81,22 @@ _MAX_FALLBACK_TEXT = 64 * 1024
 #: other character that is not a letter, a digit, ``_`` or ``-``.
 _LABEL_KEY_RE = re.compile(r"[^\w\-]")
 FORMAT_ERROR_TAG = "log_format_error"
+#: The dataset of the default (nested) mode: what the shipper's ``celery`` inputs use.
+DEFAULT_DATASET = "celery.worker"
+#: Record attributes Elastic's APM agent (``elasticapm``) puts on every record, and their ECS field;
+#: the spec: "when APM agents add this field to the context, ecs loggers should pick it up".
+#: ``elasticapm_service_name`` is dropped: ``service.name`` is configured here.
+_APM_ATTRS = {
+    "elasticapm_trace_id": "trace.id",
+    "elasticapm_transaction_id": "transaction.id",
+    "elasticapm_span_id": "span.id",
+    "elasticapm_service_environment": "service.environment",
+    "elasticapm_service_name": None,
+    "elasticapm_labels": "labels",  # merged under the record's own labels
+}
+#: Top-level objects ``spec_strict`` writes as dotted keys, as the spec's examples do
+#: (``"service.name"``, ``"event.dataset"``, ``"trace.id"``, ``"transaction.id"``).
+_STRICT_DOTTED_ROOTS = ("service", "event", "trace", "transaction", "span")
 
 
 def _safe_str(value: Any) -> str:
@@ -142,6 +163,55 @@ def _stack_text(value: Any) -> str:
     return _safe_str(value)
 
 
+def _flatten_into(out: dict[str, Any], prefix: str, value: Any, depth: int = 0) -> None:
+    """``{"a": {"b": 1}}`` under ``prefix`` -> ``out["prefix.a.b"] = 1``; an empty object is kept."""
+    if isinstance(value, dict) and value and depth < 8:
+        for key, item in value.items():
+            _flatten_into(out, f"{prefix}.{key}", item, depth + 1)
+    else:
+        out.setdefault(prefix, value)
+
+
+def spec_shape(doc: dict[str, Any]) -> dict[str, Any]:
+    """Our nested document in the shape of the ECS logging spec's examples (``spec_strict``).
+
+    The first keys are ``@timestamp``, ``log.level``, ``message`` (if any) and ``ecs.version``, in
+    that order, as the spec requires; ``log.level`` and ``ecs.version`` are dotted top-level keys
+    (its SHOULD); ``service.*``, ``event.*``, ``trace.*``, ``transaction.*`` and ``span.*`` are dotted
+    as in its examples; ``log`` (logger, origin), ``process``, ``error``, ``labels``, ``tags`` and
+    everything else stay objects, as in its examples. A pure function of the document.
+    """
+    out: dict[str, Any] = {}
+    if "@timestamp" in doc:
+        out["@timestamp"] = doc["@timestamp"]
+    log = doc.get("log")
+    rest_of_log: Any = log
+    if isinstance(log, dict) and "level" in log:
+        out["log.level"] = log["level"]
+        rest_of_log = {key: value for key, value in log.items() if key != "level"}
+    if "message" in doc:
+        out["message"] = doc["message"]
+    ecs = doc.get("ecs")
+    rest_of_ecs: Any = ecs
+    if isinstance(ecs, dict) and "version" in ecs:
+        out["ecs.version"] = ecs["version"]
+        rest_of_ecs = {key: value for key, value in ecs.items() if key != "version"}
+    for key, value in doc.items():
+        if key in out:
+            continue
+        if key == "log":
+            value = rest_of_log
+        elif key == "ecs":
+            value = rest_of_ecs
+        if isinstance(value, dict) and not value and key in ("log", "ecs"):
+            continue
+        if key in _STRICT_DOTTED_ROOTS and isinstance(value, dict) and value:
+            _flatten_into(out, key, value)
+        else:
+            out.setdefault(key, value)
+    return out
+
+
 def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict without overwriting fields the formatter already wrote.
     Empty path segments (``a..b``, ``.x``) are skipped: Elasticsearch refuses empty field names."""
@@ -158,6 +228,29 @@ def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
         node[leaf] = value
 
 
+def _last_resort_line(spec_strict: bool) -> str:
+    """The line for a record nothing else could write: still the spec's required fields."""
+    try:
+        now = time.time()
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    except Exception:
+        timestamp = "1970-01-01T00:00:00.000Z"
+    if spec_strict:
+        head = f'{{"@timestamp":"{timestamp}","log.level":"error","message":"<unformattable record>"'
+        return f'{head},"ecs.version":"{ECS_VERSION}","tags":["{FORMAT_ERROR_TAG}"]}}'
+    head = f'{{"@timestamp":"{timestamp}","log":{{"level":"error"}},"message":"<unformattable record>"'
+    return f'{head},"tags":["{FORMAT_ERROR_TAG}"],"ecs":{{"version":"{ECS_VERSION}"}}}}'
+
+
+def _drop_none(origin: dict[str, Any]) -> None:
+    """``log.origin`` without the null values of a hand-made record (the spec types them)."""
+    file = origin["file"]
+    if file.get("name") is None:
+        del file["name"]
+    if origin.get("function") is None:
+        del origin["function"]
+
+
 class EcsJsonFormatter(OrjsonFormatter):
     """Format records as one-line ECS JSON documents.
 
@@ -170,17 +263,22 @@ class EcsJsonFormatter(OrjsonFormatter):
 
     Task ``args``/``kwargs`` reprs may hold personal data and are dropped unless
     ``include_task_args`` is true.
+
+    ``spec_strict`` follows the ECS logging spec's SHOULDs (see :func:`spec_shape`): then
+    ``dataset`` defaults to ``service_name`` and ``include_origin`` to false. In the default mode
+    they default to ``celery.worker`` and true.
     """
 
     def __init__(
         self,
         *args: Any,
         service_name: str = "celery",
-        dataset: str = "celery.worker",
+        dataset: str | None = None,
         hostname: str | None = None,
         include_task_args: bool = False,
-        include_origin: bool = True,
+        include_origin: bool | None = None,
         static_fields: Mapping[str, Any] | None = None,
+        spec_strict: bool = False,
         **kwargs: Any,
     ) -> None:
         for option, why in _REFUSED_OPTIONS.items():
@@ -188,11 +286,12 @@ class EcsJsonFormatter(OrjsonFormatter):
                 raise ValueError(f"EcsJsonFormatter does not support {option}: {why}")
         super().__init__(*args, **kwargs)
         self._not_extra = _NOT_EXTRA | frozenset(self.reserved_attrs)
+        self.spec_strict = spec_strict
         self.service_name = service_name
-        self.dataset = dataset
+        self.dataset = dataset or (service_name if spec_strict else DEFAULT_DATASET)
         self.hostname = hostname or socket.gethostname()
         self.include_task_args = include_task_args
-        self.include_origin = include_origin
+        self.include_origin = (not spec_strict) if include_origin is None else include_origin
         self.extra_static = dict(static_fields or {})
         self._ts_second = -1
         self._ts_prefix = ""
@@ -203,6 +302,10 @@ class EcsJsonFormatter(OrjsonFormatter):
             return super().format(record)
         except Exception as exc:  # a failing msg % args, a broken exc_info, a hostile object
             return self._unformattable(record, exc)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """python-json-logger's hook between ``add_fields`` and encoding: the spec's shape if asked."""
+        return spec_shape(log_data) if self.spec_strict else log_data
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """Encode with orjson; fall back to a sanitising stdlib encoder for what orjson refuses.
@@ -247,9 +350,11 @@ class EcsJsonFormatter(OrjsonFormatter):
                 "service": {"name": self.service_name},
                 "ecs": {"version": ECS_VERSION},
             }
+            if self.spec_strict:
+                doc = spec_shape(doc)
             return json.dumps(_jsonable(doc, None), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
         except Exception:
-            return '{"message":"<unformattable record>","tags":["log_format_error"]}'
+            return _last_resort_line(self.spec_strict)
 
     def _timestamp(self, created: float, msecs: float) -> str:
         second = int(created)
@@ -266,20 +371,24 @@ class EcsJsonFormatter(OrjsonFormatter):
             "logger": record.name,
         }
         if self.include_origin:
-            log["origin"] = {
+            log["origin"] = origin = {
                 "file": {"name": record.filename, "line": record.lineno},
                 "function": record.funcName,
             }
+            if record.funcName is None or record.filename is None:  # a LogRecord built by hand
+                _drop_none(origin)
         log_data["@timestamp"] = self._timestamp(record.created, record.msecs)
         log_data["log"] = log
         log_data["message"] = record.message
         if "message" in message_dict:  # logger.info({"message": ...}): the dict's message is the message
             log_data["message"] = _safe_str(message_dict.pop("message"))
-        log_data["process"] = {
+        log_data["process"] = process = {
             "pid": record.process,
             "name": record.processName,
             "thread": {"name": record.threadName},
         }
+        if record.threadName is None:  # logging.logThreads = False: absent, not null
+            del process["thread"]
         log_data["host"] = {"hostname": self.hostname}
         log_data["service"] = {"name": self.service_name}
         log_data["event"] = {"dataset": self.dataset}
@@ -298,6 +407,16 @@ class EcsJsonFormatter(OrjsonFormatter):
             celery["worker"] = {"hostname": worker}
 
         extras = attrs.keys() - self._not_extra
+        apm_labels = None
+        if "elasticapm_trace_id" in extras:  # the agent sets all of _APM_ATTRS together
+            for attr, field in _APM_ATTRS.items():
+                if attr in extras:
+                    extras.discard(attr)
+                    value = attrs[attr]
+                    if field == "labels":
+                        apm_labels = value  # merged last: the record's own labels win
+                    elif field is not None and value is not None:
+                        _put(log_data, field, value)
         if "data" in extras:
             mapped = task_fields_from_data(record.msg, attrs["data"], self.include_task_args)
             if mapped is not None:
@@ -349,5 +468,8 @@ class EcsJsonFormatter(OrjsonFormatter):
                 **error,
                 "stack_trace": _stack_text(error["stack_trace"]),
             }  # not the caller's
+        if apm_labels and isinstance(apm_labels, Mapping):
+            own = log_data.get("labels")
+            log_data["labels"] = {**apm_labels, **own} if isinstance(own, Mapping) else own or apm_labels
         if "labels" in log_data:
             log_data["labels"] = _labels(log_data["labels"])

@@ -28,7 +28,8 @@ class JsonLoggingOptions:
     """What ``install_json_logging`` installs; also what the Celery hook was connected with."""
 
     service_name: str = "celery"
-    dataset: str = "celery.worker"
+    #: ``event.dataset``; None: ``celery.worker``, or the service name with ``spec_strict``.
+    dataset: str | None = None
     level: int | str = logging.INFO
     #: A file path (WatchedFileHandler, one write per record) or None.
     logfile: str | None = None
@@ -41,6 +42,10 @@ class JsonLoggingOptions:
     static_fields: Mapping[str, Any] = field(default_factory=dict)
     #: Add the Celery task context filter (imports Celery); off for processes that run no tasks.
     celery_context: bool = True
+    #: ``log.origin`` (file, line, function) on every record; None: on, off with ``spec_strict``.
+    include_origin: bool | None = None
+    #: Follow the ECS logging spec's SHOULDs (dotted ``log.level``/``ecs.version``...; README).
+    spec_strict: bool = False
 
 
 def _our_handlers(logger: logging.Logger) -> list[logging.Handler]:
@@ -55,6 +60,8 @@ def build_handlers(options: JsonLoggingOptions, worker_hostname: str | None = No
         dataset=options.dataset,
         include_task_args=options.include_task_args,
         static_fields=options.static_fields,
+        include_origin=options.include_origin,
+        spec_strict=options.spec_strict,
     )
     context = CeleryContextFilter(worker_hostname) if options.celery_context else None
     handlers: list[logging.Handler] = []
