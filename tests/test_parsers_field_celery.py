@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from shipper.parse import ParseContext, TimeConverter
-from shipper.parse.celery_text import parse
+from shipper.parse.celery_text import PARSER, parse
 from tests.support.docs import get
 from tests.test_parsers import INGEST, documents, sample
 
@@ -130,6 +130,130 @@ def test_humanized_units_and_other_next_steps() -> None:
     assert get(docs[4], "celery.broker.retry") is None
     assert get(docs[4], "error.message") == "[Errno 111] Connection refused"
     assert get(docs[4], "tags") == ["broker_connection_error"]
+
+
+# ------------------------------------------------------------------ 3. WorkerLostError
+
+
+def test_worker_lost_in_billiards_quoted_block_real() -> None:
+    docs = documents(sample("celery-5.7-py311-field.log"), "celery")
+    lost = next(d for d in docs if d["message"].startswith("Task handler raised error: "))
+    assert get(lost, "error.type") == "billiard.exceptions.WorkerLostError"
+    assert get(lost, "error.message") == "Worker exited prematurely: signal 9 (SIGKILL) Job: 3."
+    assert get(lost, "error.stack_trace").endswith('Job: 3.\n"""')
+    assert lost["message"] == (
+        "Task handler raised error: WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL) Job: 3.')"
+    )
+
+
+def test_worker_lost_plain_tracebacks_documented() -> None:
+    docs = documents(sample("celery-4-field.documented.log"), "celery")
+    assert get(docs[0], "error.type") == "billiard.exceptions.WorkerLostError"
+    assert get(docs[0], "error.message") == "Worker exited prematurely: signal 15 (SIGTERM)."
+    assert get(docs[1], "error.type") == "WorkerLostError"  # Python 2: no module
+    assert get(docs[1], "celery.task.state") == "failed"
+
+
+def test_quoted_block_with_nothing_recognisable_keeps_the_wrapper() -> None:
+    doc = one(
+        "[2024-01-01 00:00:00,000: ERROR/MainProcess] x\n"
+        "Traceback (most recent call last):\n"
+        '  File "a.py", line 1, in f\n'
+        "billiard.einfo.ExceptionWithTraceback:\n"
+        '"""\n'
+        "nothing to see here\n"
+        '"""'
+    )
+    assert get(doc, "error.type") == "billiard.einfo.ExceptionWithTraceback"
+
+
+# ------------------------------------------------------------------ 4. Python 3.11+ tracebacks
+
+
+def test_python_3_11_tracebacks_stay_one_record_with_the_raised_exception_real() -> None:
+    raw = sample("celery-5.7-py311-field.log")
+    docs = documents(raw, "celery")
+    assert len(docs) == raw.count(b"\n[") + 1 == 18  # every prefixed line starts one, no other
+    assert all("unparsed" not in d.get("tags", []) for d in docs)
+    caret = by_task(docs, "shop.caret", "failed")
+    assert get(caret, "error.type") == "TypeError"
+    assert get(caret, "error.message") == 'can only concatenate str (not "int") to str'
+    assert "~~~~~~~~~~~~~~~~~~~~^~~" in get(caret, "error.stack_trace")
+    cause = by_task(docs, "shop.chained", "failed")
+    assert (get(cause, "error.type"), get(cause, "error.message")) == ("RuntimeError", "order lookup failed")
+    assert "KeyError: 'order'" in get(cause, "error.stack_trace")
+    context = by_task(docs, "shop.context", "failed")
+    assert (get(context, "error.type"), get(context, "error.message")) == (
+        "ValueError",
+        "no order in payload",
+    )
+    assert "During handling of the above exception" in get(context, "error.stack_trace")
+    # An ExceptionGroup: the group itself was raised; its line comes before its sub-exceptions.
+    group = by_task(docs, "shop.batch", "failed")
+    assert get(group, "error.type") == "ExceptionGroup"
+    assert get(group, "error.message") == "batch failed (2 sub-exceptions)"
+    assert get(group, "error.stack_trace").startswith("  + Exception Group Traceback")
+    assert get(group, "error.stack_trace").endswith("      +------------------------------------")
+    assert group["message"].startswith("Task shop.batch[") and "\n" not in group["message"]
+    after_cause = by_task(docs, "shop.cause_then_group", "failed")
+    assert get(after_cause, "error.type") == "ExceptionGroup"
+    assert get(after_cause, "error.message") == "refund failed (1 sub-exception)"
+    # A group that caused another exception: the traceback starts with the group's tree.
+    then_cause = by_task(docs, "shop.group_then_cause", "failed")
+    assert (get(then_cause, "error.type"), get(then_cause, "error.message")) == (
+        "RuntimeError",
+        "batch aborted",
+    )
+    assert get(then_cause, "error.stack_trace").startswith("  + Exception Group Traceback")
+    assert "\n" not in then_cause["message"]
+    # A multi-line message and a note (3.11): the type is the exception's, not the note's.
+    noted = by_task(docs, "shop.noted", "failed")
+    assert get(noted, "error.type") == "ValueError"
+    assert (
+        get(noted, "error.message") == "stock mismatch\nsku 12: expected 3, found 1\nhint: run inventory sync"
+    )
+
+
+def test_group_message_lines_and_bare_exception_names() -> None:
+    doc = one(
+        "[2024-01-01 00:00:00,000: ERROR/MainProcess] boom\n"
+        "  + Exception Group Traceback (most recent call last):\n"
+        '  |   File "a.py", line 1, in f\n'
+        "  |     raise ExceptionGroup(...)\n"
+        "  | ExceptionGroup: two\n"
+        "  | lines (1 sub-exception)\n"
+        "  +-+---------------- 1 ----------------\n"
+        "    | KeyError\n"
+        "    +------------------------------------"
+    )
+    assert (get(doc, "error.type"), get(doc, "error.message")) == (
+        "ExceptionGroup",
+        "two\nlines (1 sub-exception)",
+    )
+    bare = one(
+        "[2024-01-01 00:00:00,000: ERROR/MainProcess] boom\n"
+        'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    raise KeyError\nKeyError'
+    )
+    assert (get(bare, "error.type"), get(bare, "error.message")) == ("KeyError", None)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"    ^^^^^^^^^^^^^^^^^^^^",
+        b"           ~~~~~~~~~~~~^~~",
+        b"  + Exception Group Traceback (most recent call last):",
+        b"  +-+---------------- 1 ----------------",
+        b"    | ValueError: a",
+        b"During handling of the above exception, another exception occurred:",
+        b"The above exception was the direct cause of the following exception:",
+        b'"""',
+        b"",
+    ],
+)
+def test_traceback_lines_continue_the_record(line: bytes) -> None:
+    assert PARSER.continues is not None
+    assert PARSER.continues(b"[2024-01-01 00:00:00,000: ERROR/MainProcess] x", line)
 
 
 # ------------------------------------------------------------------ every wording we claim
