@@ -158,24 +158,96 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     return text, tags
 
 
+#: A Python traceback starts at one of these (3.11+ prints an ExceptionGroup as a tree).
+_TRACE_HEADS = ("Traceback (most recent call last)", "  + Exception Group Traceback (most recent call last)")
+#: CPython's lines between the parts of a chain, at column 0 (indented inside a group's tree).
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+
+
 def split_stack_trace(lines: list[str]) -> tuple[str, str | None]:
-    """Split continuation lines into (more message, Python traceback) at ``Traceback (most...``."""
+    """Split continuation lines into (more message, Python traceback) at the traceback's header."""
     for i, line in enumerate(lines):
-        if line.startswith("Traceback (most recent call last)"):
+        if line.startswith(_TRACE_HEADS):
             return "\n".join(lines[:i]), "\n".join(lines[i:]).rstrip("\n")
     return "\n".join(lines), None
 
 
 def exception_from_trace(trace: str) -> tuple[str | None, str | None]:
-    """``(error.type, error.message)`` from the last line of a Python traceback."""
-    for line in reversed(trace.split("\n")):
-        line = line.strip()
-        if not line or line.startswith(("File ", "^", "~", "During handling", "The above exception")):
+    """``(error.type, error.message)`` of the exception that was raised: the LAST one of a chain.
+
+    CPython prints a chain oldest first, each part after a ``During handling of the above
+    exception...`` or ``The above exception was the direct cause...`` line at column 0, so the
+    raised exception is in the part after the last such line. There, its line is the first one at
+    column 0 after the ``Traceback`` header (frames, code, 3.11's ``^^^``/``~~~`` lines and
+    ``[Previous line repeated]`` are indented); the lines after it are the rest of a multi-line
+    message and 3.11's notes, kept in ``error.message`` (the last line alone may be a note).
+
+    An ExceptionGroup (3.11+) is a tree with ``  | `` margins. The raised exception is the group
+    itself: CPython prints its line, ``  | ExceptionGroup: msg (2 sub-exceptions)``, right after
+    the group's own frames and BEFORE the ``+-+---- 1 ----`` sub-exceptions, which are its content
+    and not the chain; so that first line at the group's margin is taken, never the last line.
+
+    billiard's ExceptionWithTraceback (Celery >= 5.3's ``Task handler raised error:
+    WorkerLostError(...)``) has an empty message and prints the real traceback after it inside a
+    ``\"\"\"`` block: the exception inside the block is taken (``WorkerLostError``), not the wrapper.
+    """
+    lines = trace.split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(_CHAINED):
+            return _raised(lines[i + 1 :])
+    return _raised(lines)
+
+
+def _raised(lines: list[str]) -> tuple[str | None, str | None]:
+    """The exception line of one part of a chain (see :func:`exception_from_trace`)."""
+    for i, line in enumerate(lines):
+        if line.startswith("  | ") and line[4:5] not in ("", " "):  # a group's own line
+            etype, emsg = _exception_line(line[4:])
+            if etype is None:
+                continue
+            more = [text[4:] for text in _until(lines[i + 1 :], "  | ")]
+            return etype, "\n".join([emsg or "", *more]).rstrip() if more else emsg
+        if not line or line[0] == " " or line.startswith("Traceback (most recent call last)"):
             continue
-        head, sep, rest = line.partition(": ")
-        if sep and " " not in head:
-            return head, rest
-        if " " not in line and line.replace(".", "").replace("_", "").isalnum():
-            return line, None
-        return None, None
+        etype, emsg = _exception_line(line)
+        if etype is None:
+            continue
+        rest = lines[i + 1 :]
+        if not (emsg or "").strip() and rest and rest[0].strip() == '"""':
+            inner = _until_quotes(rest[1:])
+            itype, imsg = exception_from_trace("\n".join(inner))
+            if itype is not None:
+                return itype, imsg
+            return etype, emsg
+        more = _until_quotes(rest)
+        return etype, "\n".join([emsg or "", *more]).rstrip() if more else emsg
+    return None, None
+
+
+def _until(lines: list[str], prefix: str) -> list[str]:
+    """The leading lines that start with ``prefix``."""
+    for i, line in enumerate(lines):
+        if not line.startswith(prefix):
+            return lines[:i]
+    return lines
+
+
+def _until_quotes(lines: list[str]) -> list[str]:
+    """The lines before a ``\"\"\"`` line (the end of billiard's quoted traceback)."""
+    for i, line in enumerate(lines):
+        if line.strip() == '"""':
+            return lines[:i]
+    return lines
+
+
+def _exception_line(line: str) -> tuple[str | None, str | None]:
+    """``Type: message`` / ``Type:`` / a bare ``Type`` -> (type, message), else (None, None)."""
+    line = line.rstrip()
+    head, sep, rest = line.partition(": ")
+    if not sep and line.endswith(":"):
+        head, sep = line[:-1], ":"
+    if sep:
+        return (head, rest) if head and " " not in head else (None, None)
+    if " " not in line and line.replace(".", "").replace("_", "").isalnum():
+        return line, None
     return None, None

@@ -4,8 +4,14 @@
 ``%(task_name)s[%(task_id)s]: `` before the message. Traceback lines follow without a prefix, so a
 record is a prefixed line plus every following line that is not one.
 
-The well-known messages (Celery >= 5.1 and the older ``Received task:`` wording) give
-``celery.task.*``; broker connection trouble gets ``event.category`` and tags so it can be found.
+The well-known messages give ``celery.task.*``: Celery >= 5.1's ``Task name[id] ...`` life
+cycle, and the older wordings (``Received task:`` of 3.1/4.x; ``Got task from broker:``,
+``Task accepted: ... pid:N`` and ``raised exception:`` of 2.5/3.0). Broker connection trouble gets
+``event.category`` and tags so it can be found, with the retry delay of every wording (3.0's
+``Consumer: Connection Error``, 3.1/4.x's ``Trying again in 2.00 seconds...``, 5.x's ``(n/m)``).
+
+The older wordings are tried only after the common ones failed (first-letter dispatch or a
+failed match), so the hot path of a Celery 5 worker's log does no extra work.
 """
 
 from __future__ import annotations
@@ -20,16 +26,30 @@ _PREFIX_BYTES = re.compile(rb"\[\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d{3}: [A-Z
 
 TASK_ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[^\]\s]+"
 TASK_EVENT = re.compile(rf"Task ([\w.:\-<>]+)\[({TASK_ID})\] (.*)", re.S)
-RECEIVED_OLD = re.compile(rf"Received task: ([\w.:\-<>]+)\[({TASK_ID})\]")
+#: ``Received task: name[id]`` (3.1/4.x) and ``Got task from broker: name[id]`` (2.5/3.0), both
+#: ``Request.__str__``: `` eta:[...]`` and `` expires:[...]`` follow when set.
+RECEIVED_OLD = re.compile(
+    rf"(?:Received task|Got task from broker): ([\w.:\-<>]+)\[({TASK_ID})\](?: eta:\[([^\]]*)\])?"
+)
+ACCEPTED = re.compile(rf"Task accepted: ([\w.:\-<>]+)\[({TASK_ID})\]")
 TASK_PREFIXED = re.compile(rf"([\w.:\-<>]+)\[({TASK_ID})\]: (.*)", re.S)
 SUCCEEDED = re.compile(r"succeeded in ([0-9.eE+\-]+)s: (.*)", re.S)
-TIME_LIMIT = re.compile(rf"(Soft|Hard) time limit \(([0-9.]+)s\) exceeded for ([\w.:\-<>]+)\[({TASK_ID})\]")
-REVOKED = re.compile(rf"Discarding revoked task: ([\w.:\-<>]+)\[({TASK_ID})\]")
-CANNOT_CONNECT = re.compile(
-    r"consumer: Cannot connect to (\S+?): (.*?)\.?"
-    r"(?:\nTrying again in ([0-9.]+) seconds\.\.\. \((\d+)/(\d+)\))?\s*$",
-    re.S,
+TIME_LIMIT = re.compile(
+    rf"(Soft|Hard) time limit \((\d+(?:\.\d+)?)s\) exceeded for ([\w.:\-<>]+)\[({TASK_ID})\]"
 )
+REVOKED = re.compile(rf"Discarding revoked task: ([\w.:\-<>]+)\[({TASK_ID})\]")
+CANNOT_CONNECT = re.compile(r"consumer: Cannot connect to (\S+?): (.*?)\.?\s*$", re.S)
+#: The last line of ``CONNECTION_ERROR`` (3.1+): ``humanize_seconds(interval, "in", " ")`` then
+#: `` (n/m)`` since 5.x. Or one of ``_OTHER_STEPS`` (no delay).
+RETRY_STEP = re.compile(
+    r"Trying again (?:in (\d+(?:\.\d+)?) (second|minute|hour|day)s?|now)\.\.\.(?: \((\d+)/(\d+)\))?\s*$"
+)
+#: Celery 2.5/3.0: one line, ``%d`` seconds.
+CONNECTION_ERROR_OLD = re.compile(
+    r"Consumer: Connection Error: (.*?)\.? Trying again in (\d+) seconds\.\.\.\s*$", re.S
+)
+_OTHER_STEPS = ("Will retry using next failover.", "Trying to reconnect...")
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 LEVELS = {"WARNING": "warning", "INFO": "info", "ERROR": "error", "DEBUG": "debug", "CRITICAL": "critical"}
 
@@ -44,9 +64,12 @@ def continues(first: bytes, line: bytes) -> bool:
 
 
 def _task_event(doc: Document, msg: str) -> dict[str, Any] | None:
-    """``Task name[id] ...``: the task life-cycle messages of Celery >= 5.1 (and 4.x's succeeded)."""
+    """``Task name[id] ...``: the task life-cycle messages of Celery >= 5.1 (and 4.x's succeeded,
+    2.5/3.0's ``raised exception:``), then 2.5-4.x's DEBUG ``Task accepted: name[id] pid:N``."""
     m = TASK_EVENT.match(msg)
     if m is None:
+        if msg.startswith("Task accepted: ") and (a := ACCEPTED.match(msg)) is not None:
+            return {"name": a.group(1), "id": a.group(2), "state": "started"}
         return None
     task: dict[str, Any] = {"name": m.group(1), "id": m.group(2)}
     rest = m.group(3)
@@ -62,7 +85,9 @@ def _task_event(doc: Document, msg: str) -> dict[str, Any] | None:
                 return task
             task["runtime"] = runtime
             doc["event"] = {"duration": int(runtime * 1e9)}
-    elif rest.startswith(("raised unexpected: ", "raised expected: ", "INTERNAL ERROR: ")):
+    elif rest.startswith(
+        ("raised unexpected: ", "raised expected: ", "INTERNAL ERROR: ", "raised exception: ")
+    ):
         kind, _, exc = rest.partition(": ")
         task["state"] = "failed"
         task["exception"] = exc.split("\n", 1)[0]
@@ -82,10 +107,15 @@ def _task_event(doc: Document, msg: str) -> dict[str, Any] | None:
 def _other_message(doc: Document, msg: str) -> dict[str, Any] | None:
     """Older wording, time limits, revokes and broker trouble (first-letter dispatch, then regex)."""
     first = msg[:1]
-    if first == "R" and msg.startswith("Received task: "):
+    if (first == "R" and msg.startswith("Received task: ")) or (
+        first == "G" and msg.startswith("Got task from broker: ")
+    ):
         m = RECEIVED_OLD.match(msg)
         if m is not None:
-            return {"name": m.group(1), "id": m.group(2), "state": "received"}
+            task = {"name": m.group(1), "id": m.group(2), "state": "received"}
+            if m.group(3):
+                task["eta"] = m.group(3)
+            return task
     elif first in ("S", "H") and "time limit" in msg:
         m = TIME_LIMIT.match(msg)
         if m is not None:
@@ -100,26 +130,49 @@ def _other_message(doc: Document, msg: str) -> dict[str, Any] | None:
         m = REVOKED.match(msg)
         if m is not None:
             return {"name": m.group(1), "id": m.group(2), "state": "revoked"}
-    elif first == "c" and msg.startswith("consumer: "):
+    elif (first == "c" and msg.startswith("consumer: ")) or (
+        first == "C" and msg.startswith("Consumer: Connection Error: ")
+    ):
         _broker_message(doc, msg)
     return None
+
+
+def _retry_step(msg: str) -> tuple[str, dict[str, Any] | None]:
+    """Split ``CONNECTION_ERROR``'s last line off: ``(the rest, retry fields or None)``."""
+    body, nl, step = msg.rstrip().rpartition("\n")
+    if not nl:
+        return msg, None
+    if step in _OTHER_STEPS:
+        return body, None
+    m = RETRY_STEP.match(step) if step.startswith("Trying again ") else None
+    if m is None:
+        return msg, None
+    retry: dict[str, Any] = {"delay": float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m.group(1) else 0.0}
+    if m.group(3):
+        retry["attempt"] = int(m.group(3))
+        retry["max"] = int(m.group(4))
+    return body, retry
 
 
 def _broker_message(doc: Document, msg: str) -> None:
     if msg.startswith("consumer: Cannot connect to "):
         doc["event"] = {"category": ["network"], "type": ["connection", "error"], "outcome": "failure"}
         doc["tags"] = ["broker_connection_error"]
-        m = CANNOT_CONNECT.match(msg)
+        body, retry = _retry_step(msg)
+        m = CANNOT_CONNECT.match(body)
         if m is not None:
             broker: dict[str, Any] = {"url": m.group(1)}
             doc["celery"] = {"broker": broker}
             doc["error"] = {"message": m.group(2)}
-            if m.group(3):
-                broker["retry"] = {
-                    "delay": float(m.group(3)),
-                    "attempt": int(m.group(4)),
-                    "max": int(m.group(5)),
-                }
+            if retry is not None:
+                broker["retry"] = retry
+    elif msg.startswith("Consumer: Connection Error: "):
+        doc["event"] = {"category": ["network"], "type": ["connection", "error"], "outcome": "failure"}
+        doc["tags"] = ["broker_connection_error"]
+        m = CONNECTION_ERROR_OLD.match(msg)
+        if m is not None:
+            doc["celery"] = {"broker": {"retry": {"delay": float(m.group(2))}}}
+            doc["error"] = {"message": m.group(1)}
     elif msg.startswith("consumer: Connection to broker lost"):
         doc["event"] = {"category": ["network"], "type": ["connection", "error"]}
         doc["tags"] = ["broker_connection_lost"]
