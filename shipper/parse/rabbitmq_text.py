@@ -27,7 +27,20 @@ MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
-LEVELS = {"warn": "warning", "err": "error", "crit": "critical", "emerg": "emergency"}
+#: RabbitMQ's level names to ECS ``log.level``: lager's short forms (``err``, ``emerg``) and the
+#: four-letter forms of the 3.9+ logger (``level_format = lc4``: ``[erro]``, ``[dbug]``, ...).
+#: Names not listed (``info``, ``error``, ``debug``, ...) are already ECS and kept as they are.
+LEVELS = {
+    "warn": "warning",
+    "err": "error",
+    "erro": "error",
+    "dbug": "debug",
+    "noti": "notice",
+    "crit": "critical",
+    "alrt": "alert",
+    "emerg": "emergency",
+    "emgc": "emergency",
+}
 
 
 def is_record_start(line: bytes) -> bool:
