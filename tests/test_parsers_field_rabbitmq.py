@@ -17,6 +17,7 @@ Samples (tests/samples/*-field.*):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -81,3 +82,140 @@ def test_lc4_sample_levels() -> None:
     levels = [get(d, "log.level") for d in docs]
     assert set(levels) == {"info", "debug", "notice", "warning", "error", "critical", "alert", "emergency"}
     assert not {"erro", "dbug", "noti", "warn", "crit", "alrt", "emgc"} & set(levels)
+
+
+# ------------------------------------------------------------------ 2. authentication failures
+
+#: What the existing login-refused handling sets (tests/test_parsers.py::
+#: test_login_refused_alone_gets_the_same_fields_as_after_a_connection_error); every refusal gets it.
+AUTH_FAILURE = {
+    "event.category": ["authentication"],
+    "event.type": ["start"],
+    "event.action": "login_refused",
+    "event.outcome": "failure",
+}
+
+
+def assert_auth_failure(doc: dict[str, Any], user: str | None) -> None:
+    for field, value in AUTH_FAILURE.items():
+        assert get(doc, field) == value, (field, doc)
+    assert "authentication_failure" in tags(doc), doc
+    assert get(doc, "user.name") == user
+
+
+def test_the_existing_amqp_refusal_sets_what_every_refusal_must_set() -> None:
+    refused = next(
+        d
+        for d in documents(sample("rabbitmq-3.10-text.log"), "rabbitmq")
+        if "authentication_failure" in tags(d)
+    )
+    assert_auth_failure(refused, "guest")
+
+
+def test_login_refused_without_a_dash_can_only_connect_via_localhost() -> None:
+    doc = one("PLAIN login refused: user 'root' can only connect via localhost", "erro")
+    assert_auth_failure(doc, "root")
+    assert get(doc, "rabbitmq.auth") == {"mechanism": "PLAIN", "reason": "can only connect via localhost"}
+
+
+def test_login_refused_without_a_dash_after_a_connection_error_ipv6() -> None:
+    docs = documents(sample("rabbitmq-3.9-lc4-field.documented.log"), "rabbitmq")
+    err = next(d for d in docs if d["message"].startswith("Error on AMQP connection"))
+    assert_auth_failure(err, "root")
+    assert get(err, "source") == {"ip": "::1", "port": 53318}
+    assert get(err, "destination") == {"ip": "::1", "port": 5672}
+    alone = next(d for d in docs if d["message"].startswith("PLAIN login refused"))
+    assert_auth_failure(alone, "root")
+
+
+@pytest.mark.parametrize(
+    ("msg", "user", "reason"),
+    [
+        ("HTTP access denied: user 'guest' - invalid credentials", "guest", "invalid credentials"),
+        ("HTTP access denied: user 'monitoring' - Not management user", "monitoring", "Not management user"),
+        ("HTTP access denied: user 'ops' - Not administrator user", "ops", "Not administrator user"),
+        (
+            "HTTP access denied: user 'guest' - User can only log in via localhost",
+            "guest",
+            "User can only log in via localhost",
+        ),
+        ("HTTP access denied: basic auth disabled", None, "basic auth disabled"),
+    ],
+)
+def test_http_access_denied(msg: str, user: str | None, reason: str) -> None:
+    doc = one(msg, "warn")
+    assert_auth_failure(doc, user)
+    assert get(doc, "rabbitmq.auth.reason") == reason
+    assert get(doc, "network.protocol") == "http"
+    assert get(doc, "log.level") == "warning"
+
+
+def test_3_6_reports_from_the_field() -> None:
+    docs = documents(sample("rabbitmq-3.6-report-field.documented.log"), "rabbitmq", timezone="UTC")
+    assert len(docs) == 7
+    assert all("unparsed" not in tags(d) for d in docs)
+    # Login refused quoted inside the {handshake_error,...} term of a closing report.
+    assert_auth_failure(docs[1], "guest")
+    assert get(docs[1], "rabbitmq.auth") == {"mechanism": "PLAIN", "reason": "can only connect via localhost"}
+    assert get(docs[1], "source") == {"ip": "10.0.2.2", "port": 56346}
+    assert "{handshake_error,starting,0," in get(docs[1], "rabbitmq.connection.close_reason")
+    assert_auth_failure(docs[2], "celery")
+    assert get(docs[2], "rabbitmq.auth") == {"mechanism": "AMQPLAIN", "reason": "invalid credentials"}
+    # HTTP, 3.6 wording (its format ends with ~n: the message ends at the record, not after it).
+    assert_auth_failure(docs[6], "guest")
+    assert docs[6]["message"] == "HTTP access denied: user 'guest' - invalid credentials"
+
+
+# ------------------------------------------------------------------ 3. abrupt close, IPv6
+
+
+def test_connection_closed_abruptly_3_6_gets_what_the_modern_wording_gets() -> None:
+    modern = next(
+        d
+        for d in documents(sample("rabbitmq-3.10-text.log"), "rabbitmq")
+        if "client unexpectedly closed TCP connection" in d["message"]
+    )
+    docs = documents(sample("rabbitmq-3.6-report-field.documented.log"), "rabbitmq", timezone="UTC")
+    for old in (docs[3], docs[4]):
+        assert "connection_closed_abruptly" in tags(old)
+        for field in ("event.category", "event.type", "event.action", "event.outcome"):
+            assert get(old, field) == get(modern, field), field
+        assert get(old, "rabbitmq.connection.close_reason") == "connection_closed_abruptly"
+    assert get(docs[4], "user.name") == "celery" and get(docs[4], "rabbitmq.vhost") == "/"
+    # IPv4-mapped and link-local IPv6 peers: brackets gone, valid addresses.
+    assert get(docs[4], "source") == {"ip": "::ffff:10.0.0.7", "port": 40112}
+    assert get(docs[4], "destination") == {"ip": "fe80::a00:27ff:fe4e:66a1", "port": 5672}
+    # Any other reason is not "abrupt".
+    assert "connection_closed_abruptly" not in tags(docs[5])
+    assert get(docs[5], "rabbitmq.connection.close_reason") == "{inet_error,etimedout}"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        "accepting AMQP connection <0.901.0> ([::1]:53318 -> [::1]:5672)",
+        "connection <0.901.0> ([::1]:53318 -> [::1]:5672): user 'guest' authenticated and granted access "
+        "to vhost '/'",
+        "closing AMQP connection <0.901.0> ([::1]:53318 -> [::1]:5672, vhost: '/', user: 'guest'):\n"
+        "client unexpectedly closed TCP connection",
+        "Error on AMQP connection <0.901.0> ([::1]:53318 -> [::1]:5672, state: starting):\n"
+        "PLAIN login refused: user 'guest' - invalid credentials",
+        "Channel error on connection <0.901.0> ([::1]:53318 -> [::1]:5672, vhost: '/', user: 'guest'), "
+        "channel 1:\n"
+        "operation queue.declare caused a channel exception not_found: no queue 'q'",
+        "connection <0.901.0> ([::1]:53318 -> [::1]:5672) has a client-provided name: celery@w1",
+    ],
+)
+def test_ipv6_peers_are_valid_ip_fields(msg: str) -> None:
+    # Both in one record (3.9+ repeats the prefix on each line of a multi-line message).
+    raw = b"".join(rabbit_line(line) for line in msg.split("\n"))
+    (doc,) = documents(raw, "rabbitmq")
+    for side, port in (("source", 53318), ("destination", 5672)):
+        assert get(doc, side) == {"ip": "::1", "port": port}, doc
+        ipaddress.ip_address(get(doc, f"{side}.ip"))
+
+
+def test_host_names_from_reverse_dns_are_not_put_in_ip_fields() -> None:
+    doc = one("accepting AMQP connection <0.9.0> (worker-1.example.com:53318 -> rabbit.example.com:5672)")
+    assert get(doc, "source") == {"domain": "worker-1.example.com", "port": 53318}
+    assert get(doc, "destination") == {"domain": "rabbit.example.com", "port": 5672}
