@@ -17,6 +17,7 @@ Samples (tests/samples/*-field.*):
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.docs import get
-from tests.test_parsers import documents, sample
+from tests.test_parsers import SAMPLES, documents, sample
 
 
 def rabbit_line(msg: str, level: str = "info") -> bytes:
@@ -219,3 +220,41 @@ def test_host_names_from_reverse_dns_are_not_put_in_ip_fields() -> None:
     doc = one("accepting AMQP connection <0.9.0> (worker-1.example.com:53318 -> rabbit.example.com:5672)")
     assert get(doc, "source") == {"domain": "worker-1.example.com", "port": 53318}
     assert get(doc, "destination") == {"domain": "rabbit.example.com", "port": 5672}
+
+
+# ------------------------------------------------------------------ 4. messages byte-exact (banners)
+
+
+def test_filebeat_rabbitmq_module_3_7_log_gives_filebeats_expected_output() -> None:
+    """Every record of Filebeat's lager-era test log: same offset, message (byte for byte, the
+    banner's leading newline and the node block's leading space included), level, pid and instant."""
+    docs = documents(sample("rabbitmq-3.7-filebeat-field.documented.log"), "rabbitmq", timezone="Etc/GMT+2")
+    expected = json.loads((SAMPLES / "rabbitmq-3.7-filebeat-field.expected.json").read_text())
+    assert len(docs) == len(expected)
+    for doc, exp in zip(docs, expected, strict=True):
+        assert get(doc, "log.offset") == exp["offset"]
+        assert doc["message"] == exp["message"]
+        assert get(doc, "log.level") == exp["log.level"]
+        assert get(doc, "rabbitmq.log.pid") == exp["rabbitmq.log.pid"]
+        instant = dt.datetime.fromisoformat(exp["@timestamp"]).astimezone(dt.UTC)
+        assert doc["@timestamp"] == instant.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert "unparsed" not in tags(doc)
+    assert docs[1]["message"].startswith("\n Starting RabbitMQ 3.7.14 on Erlang 21.3.2\n")
+    assert get(docs[19], "event.action") == "startup_complete"
+    assert get(docs[20], "event.action") == "connection_accepted"
+    assert get(docs[21], "event.action") == "connection_authenticated"
+
+
+def test_3_9_banner_keeps_its_leading_newline() -> None:
+    (banner, *_) = documents(sample("rabbitmq-3.9-lc4-field.documented.log"), "rabbitmq")
+    assert banner["message"] == (
+        "\n Starting RabbitMQ 3.9.0 on Erlang 24.0.4 [jit]"
+        "\n Copyright (c) 2007-2021 VMware, Inc. or its affiliates."
+        "\n Licensed under the MPL 2.0. Website: https://rabbitmq.com"
+    )
+
+
+def test_3_6_report_body_keeps_leading_blank_line_and_loses_only_the_separator() -> None:
+    raw = b"=INFO REPORT==== 8-Mar-2017::14:12:05 ===\n\nStarting RabbitMQ 3.6.6 on Erlang 19.1\n\n"
+    (doc,) = documents(raw, "rabbitmq")
+    assert doc["message"] == "\nStarting RabbitMQ 3.6.6 on Erlang 19.1"
