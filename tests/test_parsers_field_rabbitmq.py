@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.docs import get
-from tests.test_parsers import SAMPLES, documents, sample
+from tests.test_parsers import SAMPLES, documents, records_of, sample
 
 
 def rabbit_line(msg: str, level: str = "info") -> bytes:
@@ -258,3 +258,94 @@ def test_3_6_report_body_keeps_leading_blank_line_and_loses_only_the_separator()
     raw = b"=INFO REPORT==== 8-Mar-2017::14:12:05 ===\n\nStarting RabbitMQ 3.6.6 on Erlang 19.1\n\n"
     (doc,) = documents(raw, "rabbitmq")
     assert doc["message"] == "\nStarting RabbitMQ 3.6.6 on Erlang 19.1"
+
+
+# ------------------------------------------------------------------ 5. auto: "{" is not a JSON record
+
+#: Celery 5's "unregistered task" error (celery/worker/consumer/consumer.py, UNKNOWN_TASK_ERROR), as
+#: pasted in public issues: the header and delivery-info dumps are Python dict reprs at column 0.
+CELERY_UNREGISTERED = sample("celery-5-unregistered-task-field.documented.log")
+
+#: Erlang terms at column 0 of lager records (a close reason, a crash reason), and JSON printed
+#: inside a record that is not a log record of its own.
+LAGER_ERLANG_TERMS = sample("rabbitmq-3.7-erlang-terms-field.documented.log")
+
+
+def assert_auto_matches(raw: bytes, parser: str, timezone: str = "UTC") -> list[dict[str, Any]]:
+    own = documents(raw, parser, timezone=timezone)
+    mixed = documents(raw, "auto", timezone=timezone)
+    assert [d["message"] for d in mixed] == [d["message"] for d in own]
+    for doc in mixed:
+        assert not {"unparsed", "invalid_json"} & set(tags(doc)), doc
+    return mixed
+
+
+@pytest.mark.parametrize(
+    "name", ["rabbitmq-3.6-report-field.documented.log", "rabbitmq-3.7-filebeat-field.documented.log"]
+)
+def test_auto_keeps_erlang_terms_inside_rabbitmq_records(name: str) -> None:
+    assert_auto_matches(sample(name), "rabbitmq")
+
+
+def test_auto_keeps_erlang_terms_and_embedded_json_inside_lager_records() -> None:
+    docs = assert_auto_matches(LAGER_ERLANG_TERMS, "rabbitmq")
+    assert len(docs) == 3
+    assert get(docs[0], "rabbitmq.connection.close_reason") == "{handshake_timeout,frame_header}"
+    assert docs[1]["message"].endswith('{"not": "a log record, just JSON printed inside one"}')
+
+
+def test_auto_keeps_celery_unregistered_task_dump_in_one_record() -> None:
+    docs = assert_auto_matches(CELERY_UNREGISTERED, "celery")
+    assert len(docs) == 2
+    assert "{'lang': 'py', 'task': 'tasks.add'" in docs[0]["message"] + get(docs[0], "error.stack_trace")
+    assert get(docs[0], "error.type") == "KeyError"
+    assert all(get(d, "event.dataset") == "celery.worker" for d in docs)
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_auto_still_starts_a_record_at_a_json_log_line(eol: bytes) -> None:
+    celery_json = (
+        b'{"@timestamp": "2026-11-24T10:00:00.000Z", "message": "from json", "log": {"level": "info"}}'
+    )
+    rabbit_json = (
+        b'{"time": "2026-11-24 10:00:00.000001+00:00", "level": "erro", "msg": "x", "pid": "<0.1.0>"}'
+    )
+    plain = b'{"msg": "x", "pid": "<0.2.0>"}'
+    raw = eol.join(
+        [
+            b"[2026-11-24 10:00:00,000: INFO/MainProcess] text",
+            celery_json,
+            b"2019-06-04 12:00:00.000 [info] <0.5.0> lager",
+            rabbit_json,
+            b"2026-11-24 10:00:00.000001+00:00 [info] <0.1.0> modern",
+            plain,
+            b"",
+        ]
+    )
+    docs = documents(raw, "auto")
+    assert [d["message"] for d in docs] == ["text", "from json", "lager", "x", "modern", "x"]
+    assert [get(d, "event.dataset") for d in docs] == ["celery.worker"] * 2 + ["rabbitmq.log"] * 4
+    assert get(docs[3], "log.level") == "error"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"{handshake_error,starting,0,",
+        b"{inet_error,etimedout}",
+        b"{'lang': 'py', 'task': 'tasks.add'}",
+        b"{}",
+        b'{"a": 1}',
+        b'{"a": [1, 2]}',
+        b'["message", "time"]',
+        b"{not json at all}",
+        b'{"message": "unterminated',
+    ],
+)
+def test_auto_lines_that_are_no_json_log_record_continue(line: bytes) -> None:
+    for first in (
+        b"[2026-11-24 10:00:00,000: ERROR/MainProcess] text",
+        b"2019-06-04 12:00:00.000 [info] <0.5.0> lager",
+        b"=ERROR REPORT==== 12-Feb-2016::10:17:01 ===",
+    ):
+        assert len(records_of(first + b"\n" + line + b"\n", "auto")) == 1, (first, line)
