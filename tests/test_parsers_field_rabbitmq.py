@@ -20,10 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import re
 from typing import Any
 
 import pytest
 
+from shipper.parse import rabbitmq_messages
 from tests.support.docs import get
 from tests.test_parsers import SAMPLES, documents, records_of, sample
 
@@ -349,3 +351,156 @@ def test_auto_lines_that_are_no_json_log_record_continue(line: bytes) -> None:
         b"=ERROR REPORT==== 12-Feb-2016::10:17:01 ===",
     ):
         assert len(records_of(first + b"\n" + line + b"\n", "auto")) == 1, (first, line)
+
+
+# ------------------------------------------------------------------ every wording we claim, every field
+
+C = "<0.901.0>"
+PEERS = "10.0.0.5:53444 -> 10.0.0.2:5672"
+ENDS = {"source.ip": "10.0.0.5", "source.port": 53444, "destination.ip": "10.0.0.2", "destination.port": 5672}
+CLOSED = {**ENDS, "event.action": "connection_closed", "rabbitmq.connection.pid": C}
+REFUSED = {**AUTH_FAILURE, "tags": ["authentication_failure"]}
+
+#: (message, fields it must give): one row per wording the parsers claim (rabbitmq_messages.py).
+WORDINGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        f"accepting AMQP connection {C} ({PEERS})",
+        {
+            **ENDS,
+            "rabbitmq.connection.pid": C,
+            "event.category": ["network"],
+            "event.type": ["connection", "start"],
+            "event.action": "connection_accepted",
+        },
+    ),
+    (
+        f"connection {C} ({PEERS}): user 'celery' authenticated and granted access to vhost 'prod'",
+        {
+            **ENDS,
+            "user.name": "celery",
+            "rabbitmq.vhost": "prod",
+            "event.category": ["authentication"],
+            "event.action": "connection_authenticated",
+            "event.outcome": "success",
+        },
+    ),
+    (
+        f"connection {C} ({PEERS}) has a client-provided name: celery@w1",
+        {**ENDS, "rabbitmq.connection.name": "celery@w1"},
+    ),
+    (f"closing AMQP connection {C} ({PEERS})", {**CLOSED, "event.type": ["connection", "end"]}),
+    (
+        f"closing AMQP connection {C} ({PEERS}, vhost: 'prod', user: 'celery')",
+        {**CLOSED, "user.name": "celery", "rabbitmq.vhost": "prod"},
+    ),
+    (
+        f"closing AMQP connection {C} ({PEERS}, vhost: '/', user: 'celery'):\n"
+        "client unexpectedly closed TCP connection",
+        {**CLOSED, "event.outcome": "failure", "tags": ["connection_closed_abruptly"]},
+    ),
+    (
+        f"closing AMQP connection {C} ({PEERS}):\nconnection_closed_abruptly",
+        {**CLOSED, "event.outcome": "failure", "tags": ["connection_closed_abruptly"]},
+    ),
+    (
+        f"closing AMQP connection {C} ({PEERS}):\nmissed heartbeats from client, timeout: 60s",
+        {
+            **CLOSED,
+            "event.outcome": "failure",
+            "tags": ["missed_heartbeats"],
+            "rabbitmq.connection.heartbeat_timeout": 60,
+        },
+    ),
+    (
+        f"closing AMQP connection {C} ({PEERS}):\n"
+        "{handshake_error,starting,0,\n  {amqp_error,access_refused,\n"
+        "    \"AMQPLAIN login refused: user 'celery' - invalid credentials\",\n    'connection.start_ok'}}",
+        {**ENDS, **REFUSED, "user.name": "celery", "rabbitmq.auth.mechanism": "AMQPLAIN"},
+    ),
+    (
+        f"Error on AMQP connection {C} ({PEERS}, state: starting):\n"
+        "PLAIN login refused: user 'guest' - invalid credentials",
+        {**ENDS, **REFUSED, "user.name": "guest", "rabbitmq.auth.reason": "invalid credentials"},
+    ),
+    (
+        "PLAIN login refused: user 'root' can only connect via localhost",
+        {**REFUSED, "user.name": "root", "rabbitmq.auth.reason": "can only connect via localhost"},
+    ),
+    (
+        "EXTERNAL login refused: user 'CN=w1,O=acme' - invalid credentials",
+        {**REFUSED, "user.name": "CN=w1,O=acme", "rabbitmq.auth.mechanism": "EXTERNAL"},
+    ),
+    (
+        "HTTP access denied: user 'guest' - invalid credentials",
+        {**REFUSED, "user.name": "guest", "network.protocol": "http"},
+    ),
+    ("HTTP access denied: basic auth disabled", {**REFUSED, "rabbitmq.auth.reason": "basic auth disabled"}),
+    (
+        f"Channel error on connection {C} ({PEERS}, vhost: 'prod', user: 'celery'), channel 3:\n"
+        "operation queue.declare caused a channel exception not_found: no queue 'q' in vhost 'prod'",
+        {
+            **ENDS,
+            "user.name": "celery",
+            "rabbitmq.vhost": "prod",
+            "rabbitmq.channel.number": 3,
+            "event.action": "channel_error",
+            "event.outcome": "failure",
+            "tags": ["channel_error"],
+        },
+    ),
+    (
+        "memory resource limit alarm set on node rabbit@c1.",
+        {
+            "rabbitmq.alarm": {"type": "memory", "state": "set"},
+            "event.action": "alarm_set",
+            "tags": ["memory_alarm"],
+        },
+    ),
+    (
+        "disk resource limit alarm cleared on node rabbit@c1",
+        {
+            "rabbitmq.alarm": {"type": "disk", "state": "cleared"},
+            "event.action": "alarm_cleared",
+            "tags": ["disk_alarm"],
+        },
+    ),
+    ("Server startup complete; 3 plugins started.", {"event.action": "startup_complete"}),
+]
+
+
+def _as_every_format(msg: str) -> dict[str, bytes]:
+    lines = msg.split("\n")
+    return {
+        "3.9+ text": b"".join(rabbit_line(line) for line in lines),
+        "3.7 lager": ("2019-04-03 11:13:15.076 [info] <0.8.0> " + msg + "\n").encode(),
+        "3.6 report": ("=INFO REPORT==== 8-Mar-2017::14:12:05 ===\n" + msg + "\n\n").encode(),
+        "3.9+ json": json.dumps(
+            {"time": "2026-11-24 10:00:00.000001+00:00", "level": "info", "msg": msg, "pid": C}
+        ).encode()
+        + b"\n",
+    }
+
+
+@pytest.mark.parametrize(("msg", "fields"), WORDINGS, ids=[w[0][:40] for w in WORDINGS])
+def test_every_wording_gives_every_field_in_every_format(msg: str, fields: dict[str, Any]) -> None:
+    for fmt, raw in _as_every_format(msg).items():
+        for parser in ("rabbitmq_json" if fmt.endswith("json") else "rabbitmq", "auto"):
+            (doc,) = documents(raw, parser)
+            assert doc["message"] == msg, (fmt, parser)
+            for field, value in fields.items():
+                got = tags(doc) if field == "tags" else get(doc, field)
+                assert got == value, (fmt, parser, field, doc)
+            for side in ("source", "destination"):
+                if get(doc, f"{side}.ip") is not None:
+                    ipaddress.ip_address(get(doc, f"{side}.ip"))
+
+
+def test_the_wording_table_covers_every_pattern_the_parsers_claim() -> None:
+    patterns = {
+        name: value
+        for name, value in vars(rabbitmq_messages).items()
+        if isinstance(value, re.Pattern) and name[0] != "_"
+    }
+    assert len(patterns) >= 10
+    for name, pattern in patterns.items():
+        assert any(pattern.search(msg) for msg, _ in WORDINGS), name
