@@ -222,6 +222,9 @@ def test_host_names_from_reverse_dns_are_not_put_in_ip_fields() -> None:
     doc = one("accepting AMQP connection <0.9.0> (worker-1.example.com:53318 -> rabbit.example.com:5672)")
     assert get(doc, "source") == {"domain": "worker-1.example.com", "port": 53318}
     assert get(doc, "destination") == {"domain": "rabbit.example.com", "port": 5672}
+    doc = one("accepting AMQP connection <0.9.0> (10.0.0.5.nip.io:53318 -> [not-an-ip]:5672)")
+    assert get(doc, "source") == {"domain": "10.0.0.5.nip.io", "port": 53318}
+    assert get(doc, "destination") == {"domain": "not-an-ip", "port": 5672}
 
 
 # ------------------------------------------------------------------ 4. messages byte-exact (banners)

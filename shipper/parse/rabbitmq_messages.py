@@ -15,11 +15,9 @@ from typing import Any
 from .base import Document
 
 #: ``10.0.0.5:53444 -> 10.0.0.2:5672``; an IPv6 peer is bracketed (``[::1]:53318``), and with
-#: ``reverse_dns_lookups`` a peer is a host name.
-ADDR = (
-    r"(?P<src>\[[^\]\s]*\]|[^\s>\[]+?):(?P<sport>\d+) -> "
-    r"(?P<dst>\[[^\]\s]*\]|[^\s,)\[]+?):(?P<dport>\d+)"
-)
+#: ``reverse_dns_lookups`` a peer is a host name. Which one it is, the pattern says (one pass).
+_PEER = r"(?:(?P<{0}4>\d+\.\d+\.\d+\.\d+)|\[(?P<{0}6>[^\]\s]*)\]|(?P<{0}h>[^\s>,)\[:]+)):(?P<{0}port>\d+)"
+ADDR = _PEER.format("s") + " -> " + _PEER.format("d")
 ACCEPTING = re.compile(rf"accepting AMQP connection <(?P<pid>[\d.]+)> \({ADDR}\)")
 AUTHENTICATED = re.compile(
     rf"connection <(?P<pid>[\d.]+)> \({ADDR}\): user '(?P<user>[^']*)' authenticated and granted access to "
@@ -40,7 +38,6 @@ LOGIN_REFUSED = re.compile(
 #: The management plugin (``rabbit_mgmt_util``): ``HTTP access denied: user 'guest' - <why>``, and
 #: ``HTTP access denied: basic auth disabled`` with no user.
 HTTP_DENIED = re.compile(r"HTTP access denied: (?:user '(?P<user>[^']*)' - )?(?P<why>.*)", re.S)
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 #: Close reasons meaning the client went away without closing: 3.7+ wording, and 3.5/3.6's atom.
 ABRUPT = ("client unexpectedly closed TCP connection", "connection_closed_abruptly")
 CONNECTION_ERROR = re.compile(rf"Error on AMQP connection <(?P<pid>[\d.]+)> \({ADDR}")
@@ -54,24 +51,24 @@ HEARTBEAT = re.compile(r"missed heartbeats from client, timeout: (\d+)s")
 CLIENT_NAME = re.compile(rf"connection <(?P<pid>[\d.]+)> \({ADDR}\) has a client-provided name: (?P<name>.*)")
 
 
-def _endpoint(host: str, port: str) -> dict[str, Any]:
+def _endpoint(ip4: str | None, ip6: str | None, name: str | None, port: str) -> dict[str, Any]:
     """ECS ``ip`` must hold a valid address: IPv6 loses RabbitMQ's brackets, a host name (reverse
     DNS lookups on) goes to ``domain`` instead."""
-    if _IPV4.fullmatch(host):
-        return {"ip": host, "port": int(port)}
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    if ip4 is not None:
+        return {"ip": ip4, "port": int(port)}
+    if ip6 is not None:
         try:
-            ipaddress.ip_address(host)
-            return {"ip": host, "port": int(port)}
+            ipaddress.ip_address(ip6)
+            return {"ip": ip6, "port": int(port)}
         except ValueError:
-            pass
-    return {"domain": host, "port": int(port)}
+            name = ip6
+    return {"domain": name, "port": int(port)}
 
 
 def _endpoints(doc: Document, m: re.Match[str]) -> None:
-    doc["source"] = _endpoint(m.group("src"), m.group("sport"))
-    doc["destination"] = _endpoint(m.group("dst"), m.group("dport"))
+    s4, s6, sh, sport, d4, d6, dh, dport = m.group("s4", "s6", "sh", "sport", "d4", "d6", "dh", "dport")
+    doc["source"] = _endpoint(s4, s6, sh, sport)
+    doc["destination"] = _endpoint(d4, d6, dh, dport)
 
 
 def _rabbit(doc: Document) -> dict[str, Any]:
