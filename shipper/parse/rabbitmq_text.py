@@ -5,6 +5,10 @@
 - 3.7-3.8 (lager): ``2018-11-22 10:44:33.654 [info] <0.620.0> message``, local time with no
   offset; continuation lines have no prefix.
 - <= 3.6: ``=INFO REPORT==== 8-Mar-2017::14:12:05 ===`` then body lines, blank line between reports.
+
+The message is the record as written, minus the prefixes: only trailing newlines (the blank line
+before the next report) are dropped. A leading newline stays: the start-up banner is logged as a
+message that begins with one, and Filebeat's RabbitMQ module keeps it too.
 """
 
 from __future__ import annotations
@@ -27,7 +31,20 @@ MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
-LEVELS = {"warn": "warning", "err": "error", "crit": "critical", "emerg": "emergency"}
+#: RabbitMQ's level names to ECS ``log.level``: lager's short forms (``err``, ``emerg``) and the
+#: four-letter forms of the 3.9+ logger (``level_format = lc4``: ``[erro]``, ``[dbug]``, ...).
+#: Names not listed (``info``, ``error``, ``debug``, ...) are already ECS and kept as they are.
+LEVELS = {
+    "warn": "warning",
+    "err": "error",
+    "erro": "error",
+    "dbug": "debug",
+    "noti": "notice",
+    "crit": "critical",
+    "alrt": "alert",
+    "emerg": "emergency",
+    "emgc": "emergency",
+}
 
 
 def is_record_start(line: bytes) -> bool:
@@ -72,7 +89,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         }
         if ts is None:
             doc["tags"] = ["invalid_timestamp"]
-        return _finish(doc, "\n".join(lines).strip("\n"))
+        return _finish(doc, "\n".join(lines).rstrip("\n"))
     m = LAGER.match(first)
     if m is not None:
         date_time, ms, level, pid = m.groups()
@@ -85,7 +102,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         if ts is None:
             doc["tags"] = ["invalid_timestamp"]
         body = first[m.end() :] + ("\n" + more if more else "")
-        return _finish(doc, body.strip("\n"))
+        return _finish(doc, body.rstrip("\n"))
     m = REPORT.match(first)
     if m is not None:
         kind, day, mon, year, hh, mi, ss, frac = m.groups()
@@ -100,7 +117,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         }
         if ts is None:
             doc["tags"] = ["invalid_timestamp"]
-        return _finish(doc, more.strip("\n"))
+        return _finish(doc, more.rstrip("\n"))
     return unparsed(text)
 
 
