@@ -507,3 +507,18 @@ def test_the_wording_table_covers_every_pattern_the_parsers_claim() -> None:
     assert len(patterns) >= 10
     for name, pattern in patterns.items():
         assert any(pattern.search(msg) for msg, _ in WORDINGS), name
+
+
+def test_refused_logins_captured_from_the_local_rabbitmq() -> None:
+    """Captured from the RabbitMQ 3.10.8 running here: `guest` connecting over the host's IPv4 and
+    IPv6 addresses (not loopback) and a wrong password over loopback, with kombu. Each refusal is
+    one authentication failure with the user, and every peer is a valid ip without brackets."""
+    for parser in ("rabbitmq", "auto"):
+        docs = documents(sample("rabbitmq-3.10-auth-field.log"), parser)
+        refused = [d for d in docs if "authentication_failure" in tags(d)]
+        assert [get(d, "user.name") for d in refused] == ["guest", "nobody", "guest"], parser
+        assert all(get(d, "event.outcome") == "failure" for d in refused)
+        peers = [get(d, "source.ip") for d in docs if get(d, "source.ip") is not None]
+        assert "fd00::2" in peers and "192.0.2.2" in peers and "127.0.0.1" in peers
+        for ip in peers:
+            ipaddress.ip_address(ip)
