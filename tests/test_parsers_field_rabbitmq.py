@@ -522,3 +522,24 @@ def test_refused_logins_captured_from_the_local_rabbitmq() -> None:
         assert "fd00::2" in peers and "192.0.2.2" in peers and "127.0.0.1" in peers
         for ip in peers:
             ipaddress.ip_address(ip)
+
+
+@pytest.mark.parametrize(
+    ("shown", "level"),
+    [("ERRO", "error"), ("ERROR", "error"), ("INFO", "info"), ("WARN", "warning"), ("DBUG", "debug")],
+)
+def test_upper_case_level_formats(shown: str, level: str) -> None:
+    """RabbitMQ 3.9+'s ``log.*.formatter.level_format`` can be ``uc`` or ``uc4``: the level is
+    then upper case (``[ERRO]``, ``[INFO]``); the record is parsed all the same."""
+    prefix = f"2026-11-25 15:17:42.734387+00:00 [{shown}] <0.7008.0> "
+    line = prefix + "PLAIN login refused: user 'x' - invalid credentials\n"
+    for parser in ("rabbitmq", "auto"):
+        (doc,) = documents(line.encode(), parser)
+        assert get(doc, "log.level") == level, parser
+        assert "unparsed" not in tags(doc)
+        assert get(doc, "user.name") == "x"
+    (doc,) = documents(
+        b'{"time":"2026-11-25 15:17:42.734387+00:00","level":"ERRO","msg":"boom","pid":"<0.1.0>"}\n',
+        "rabbitmq_json",
+    )
+    assert get(doc, "log.level") == "error"

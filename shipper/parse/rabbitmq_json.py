@@ -8,7 +8,7 @@ import orjson
 
 from .base import Document, ParseContext, Parser, json_object, unparsed, with_offset
 from .rabbitmq_messages import enrich
-from .rabbitmq_text import LEVELS
+from .rabbitmq_text import ecs_level
 
 #: Keys mapped to ECS; everything else is kept under rabbitmq.log.
 _MAPPED = frozenset({"time", "level", "msg", "pid"})
@@ -40,7 +40,7 @@ def to_document(obj: dict[str, Any], ctx: ParseContext) -> Document:
         )
     doc: Document = {
         "@timestamp": ts or ctx.ingest_time,
-        "log": {"level": LEVELS.get(level, level)},
+        "log": {"level": ecs_level(level)},
         "message": message,
         "rabbitmq": {"log": log_fields},
     }

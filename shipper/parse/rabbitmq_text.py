@@ -18,12 +18,14 @@ import re
 from .base import Document, ParseContext, Parser, unparsed, with_offset
 from .rabbitmq_messages import enrich
 
-MODERN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-]\d\d:\d\d|Z) \[([a-z]+)\] <([\d.]+)> ?")
+MODERN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-]\d\d:\d\d|Z) \[([A-Za-z]+)\] <([\d.]+)> ?")
 LAGER = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) \[([a-z]+)\] <([\d.]+)>@?\S* ?")
 REPORT = re.compile(
     r"=([A-Z ]+?) REPORT==== (\d{1,2})-([A-Za-z]{3})-(\d{4})::(\d\d):(\d\d):(\d\d)(?:\.(\d+))? ==="
 )
-_MODERN_PREFIX = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+(?:[+-]\d\d:\d\d|Z) \[[a-z]+\] <[\d.]+> ?")
+_MODERN_PREFIX = re.compile(
+    rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+(?:[+-]\d\d:\d\d|Z) \[[A-Za-z]+\] <[\d.]+> ?"
+)
 _START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+|=[A-Z ]+ REPORT====")
 MONTHS = {
     m: i
@@ -45,6 +47,13 @@ LEVELS = {
     "emerg": "emergency",
     "emgc": "emergency",
 }
+
+
+def ecs_level(name: str) -> str:
+    """ECS ``log.level`` of a RabbitMQ level name in any of its case forms (``level_format``:
+    ``lc``, ``uc``, ``lc4``, ``uc4``: ``info``, ``INFO``, ``erro``, ``ERRO``)."""
+    low = name.lower()
+    return LEVELS.get(low, low)
 
 
 def is_record_start(line: bytes) -> bool:
@@ -84,7 +93,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         ts = with_offset(date_time, frac, offset)
         doc: Document = {
             "@timestamp": ts or ctx.ingest_time,
-            "log": {"level": LEVELS.get(level, level)},
+            "log": {"level": ecs_level(level)},
             "rabbitmq": {"log": {"pid": f"<{pid}>"}},
         }
         if ts is None:
@@ -96,7 +105,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         ts = ctx.times.local(date_time, ms)
         doc = {
             "@timestamp": ts or ctx.ingest_time,
-            "log": {"level": LEVELS.get(level, level)},
+            "log": {"level": ecs_level(level)},
             "rabbitmq": {"log": {"pid": f"<{pid}>"}},
         }
         if ts is None:
@@ -113,7 +122,7 @@ def parse(text: str, ctx: ParseContext) -> Document:
         level = kind.split()[0].lower()
         doc = {
             "@timestamp": ts or ctx.ingest_time,
-            "log": {"level": LEVELS.get(level, level)},
+            "log": {"level": ecs_level(level)},
         }
         if ts is None:
             doc["tags"] = ["invalid_timestamp"]
