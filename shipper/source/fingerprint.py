@@ -25,7 +25,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Callable
-from typing import Any, BinaryIO, NamedTuple, cast
+from typing import Any, NamedTuple
 
 MAX_HEAD = 1024
 #: Bytes before a position kept (as bytes while reading, as a digest in the checkpoint) to tell
@@ -140,6 +140,19 @@ def birth_time_ns(path: str) -> int:
     return int(buf.stx_btime.tv_sec) * 1_000_000_000 + int(buf.stx_btime.tv_nsec)
 
 
+def birth_time_ns_fd(fd: int) -> int:
+    """:func:`birth_time_ns` of an open file: no race with a rename of its path."""
+    if _statx is None:
+        return 0
+    buf = _Statx()
+    at_empty_path = 0x1000
+    if _statx(fd, b"", at_empty_path, _STATX_BTIME, ctypes.byref(buf)) != 0:
+        return 0
+    if not buf.stx_mask & _STATX_BTIME:
+        return 0
+    return int(buf.stx_btime.tv_sec) * 1_000_000_000 + int(buf.stx_btime.tv_nsec)
+
+
 def is_compressed(path: str) -> bool:
     return path.endswith(".gz")
 
@@ -175,13 +188,6 @@ def read_range(path: str, start: int, length: int) -> bytes | None:
 def matches(head: bytes, fp: Fingerprint) -> bool:
     """Does a file whose first bytes are ``head`` have identity ``fp``?"""
     return len(head) >= fp.head_len and digest_of(head[: fp.head_len]) == fp.digest
-
-
-def open_source(path: str) -> BinaryIO:
-    """Open a file for reading by the tailer: plain files raw, ``.gz`` decompressed."""
-    if is_compressed(path):
-        return cast(BinaryIO, gzip.open(path, "rb"))
-    return open(path, "rb", buffering=0)
 
 
 #: Bytes decompressed at a time when a ``.gz`` is compared with another file.

@@ -19,13 +19,14 @@ boundaries and the same id.
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..config import InputConfig
 from .checkpoint import CUT_LINE, CUT_RECORD
-from .fingerprint import TAIL_LEN, Fingerprint, birth_time_ns, is_compressed, open_source
+from .fingerprint import TAIL_LEN, Fingerprint, birth_time_ns_fd, is_compressed
 from .lines import LineSplitter
 from .multiline import ContinuationRule, Grouper
 from .records import Record
@@ -94,6 +95,8 @@ class Harvester:
     #: Written to while closed (a file-system event said so): if it vanishes before it is
     #: reopened, what was written is lost, though how much is not known.
     written_while_closed: bool = False
+    #: The raw file under :attr:`gz` (closed with it).
+    _gz_raw: BinaryIO | None = None
 
     @classmethod
     def start(
@@ -125,7 +128,6 @@ class Harvester:
             key=identity.key,
         )
         h._open(path, offset)
-        h.birth = birth_time_ns(path)
         return h
 
     # ------------------------------------------------------------------ properties
@@ -160,23 +162,33 @@ class Harvester:
     # ------------------------------------------------------------------ verbs
 
     def _open(self, path: str, offset: int) -> None:
-        if is_compressed(path):
-            gz = open_source(path)
-            try:
-                if offset:
-                    gz.seek(offset)
-            except BaseException:
-                gz.close()
-                raise
-            self.gz, self.static = gz, True
-            self.tail_bytes = None
-            self.last_size = offset  # the compressed size says nothing about the content's length
-            return
+        """Open ``path``, which must still be the file ``dev``/``ino`` names: a rotation renaming
+        files between the caller's ``stat`` and this ``open`` must not make one content read
+        under another's identity (checked on the descriptor, plain and ``.gz`` alike)."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != (self.dev, self.ino):
                 raise FileNotFoundError(f"{path} is another file now")
+            self.birth = birth_time_ns_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if is_compressed(path):
+            raw = os.fdopen(fd, "rb")
+            try:
+                gz = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+                if offset:
+                    gz.seek(offset)
+            except BaseException:
+                raw.close()
+                raise
+            self._gz_raw = raw
+            self.gz, self.static = gz, True
+            self.tail_bytes = None
+            self.last_size = offset  # the compressed size says nothing about the content's length
+            return
+        try:
             k = min(TAIL_LEN, offset)
             before = os.pread(fd, k, offset - k) if k else b""
         except BaseException:
@@ -350,7 +362,6 @@ class Harvester:
         self.close()
         self.dev, self.ino, self.path, self.real_path = st.st_dev, st.st_ino, path, None
         self._open(path, self.splitter.position)
-        self.birth = birth_time_ns(path)
         self.static, self.live, self.eof, self.changed = True, False, False, None
 
     def suspend(self) -> None:
@@ -373,7 +384,7 @@ class Harvester:
         except OSError:
             os.close(fd)
             return False
-        birth = birth_time_ns(target)
+        birth = birth_time_ns_fd(fd)
         if (st.st_dev, st.st_ino) != (self.dev, self.ino) or (self.birth and birth and birth != self.birth):
             os.close(fd)
             return False
@@ -391,8 +402,11 @@ class Harvester:
             os.close(self.fd)
             self.fd = None
         if self.gz is not None:
-            self.gz.close()
+            self.gz.close()  # a GzipFile does not close the file object it was given
             self.gz = None
+        if self._gz_raw is not None:
+            self._gz_raw.close()
+            self._gz_raw = None
 
     def fstat(self) -> os.stat_result | None:
         if self.fd is None:
