@@ -277,3 +277,31 @@ def test_last_line_end(tmp_path: Path) -> None:
     assert last_line_end(str(f), 8) == 8
     f.write_bytes(b"no newline at all")
     assert last_line_end(str(f), 17) == 0
+
+
+@pytest.mark.parametrize("name", ["app.log.2", "app.log.2.gz"])
+def test_a_harvester_never_reads_a_file_renamed_in_between(tmp_path: Path, name: str) -> None:
+    """logrotate renames files between the tailer's ``stat`` of a path and its ``open``: the
+    harvester must refuse the file it finds there instead of reading another content under the
+    identity of the one it was asked for (plain and ``.gz``: a .gz used to be opened by path)."""
+    import gzip
+
+    from shipper.config import InputConfig
+    from shipper.source.fingerprint import Fingerprint, birth_time_ns
+    from shipper.source.harvester import Harvester, Identity
+
+    path = tmp_path / name
+    older = tmp_path / (name.replace(".2", ".3"))
+    content = [b"first generation\n", b"second generation\n"]
+    for p, data in ((path, content[0]), (older, content[1])):
+        p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    st_then = os.stat(path)
+    os.rename(path, tmp_path / "moved")  # the rotation: another file takes the name
+    os.rename(older, path)
+    inp = InputConfig(id="t", paths=(str(path),))
+    identity = Identity("k", Fingerprint(len(content[0]), "x"), "")
+    with pytest.raises(FileNotFoundError):
+        Harvester.start(inp, identity, str(path), None, st_then, 0, None, 0.0)
+    h = Harvester.start(inp, identity, str(tmp_path / "moved"), None, st_then, 0, None, 0.0)
+    assert h.birth == birth_time_ns(str(tmp_path / "moved"))
+    h.close()
