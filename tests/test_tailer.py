@@ -312,3 +312,28 @@ def test_written_while_closed_then_rotated_away_and_deleted_is_reported(tmp_path
     os.unlink(logs / "app.log.1")
     drain(t, got, lambda: t.stats.files_lost == 1, timeout=10)
     assert got.lines() == Counter([b"first"])
+
+
+def test_a_corrupt_gz_matched_by_a_glob_never_stops_the_tailer(tmp_path: Path) -> None:
+    """Bytes flipped in the middle of a .gz make zlib raise its own error (not an OSError):
+    the lines before the damage are shipped, the file ends there, the other files go on."""
+    import random
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    data = b"".join(b"old %d xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" % i for i in range(50_000))
+    z = bytearray(gzip.compress(data))
+    rng = random.Random(1)
+    for _ in range(50):
+        i = rng.randrange(len(z) // 2, len(z) - 8)
+        z[i] = rng.randrange(256)
+    (logs / "app.log.1.gz").write_bytes(bytes(z))
+    write(logs / "app.log", b"live 1\n")
+    t = make_tailer(tmp_path / "data", [fast_input(str(logs / "*.log*"))])
+    got = Received()
+    drain(t, got, lambda: b"live 1" in got.lines())
+    write(logs / "app.log", b"live 2\n")
+    drain(t, got, lambda: b"live 2" in got.lines())
+    old = [line for line in got.lines() if line.startswith(b"old ")]
+    assert 0 < len(old) < 50_000  # up to the damage, and each once
+    assert got.deliveries == len(got.by_id)

@@ -20,7 +20,9 @@ boundaries and the same id.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -30,6 +32,8 @@ from .fingerprint import TAIL_LEN, Fingerprint, birth_time_ns_fd, is_compressed
 from .lines import LineSplitter
 from .multiline import ContinuationRule, Grouper
 from .records import Record
+
+log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 
@@ -180,6 +184,9 @@ class Harvester:
                 gz = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
                 if offset:
                     gz.seek(offset)
+            except zlib.error as exc:  # corrupt before the offset: as unreadable as a cut one
+                raw.close()
+                raise EOFError(f"{path}: {exc}") from None
             except BaseException:
                 raw.close()
                 raise
@@ -234,7 +241,11 @@ class Harvester:
         if self.gz is not None:
             try:
                 return self.gz.read(CHUNK)
-            except (OSError, EOFError):  # a .gz cut short (a compressor that crashed)
+            except (OSError, EOFError, zlib.error) as exc:  # a .gz cut short or corrupt: ends here
+                log.warning(
+                    "compressed file unreadable past this point; the rest of it cannot be shipped",
+                    extra={"path": self.path, "offset": self.splitter.position, "reason": str(exc)},
+                )
                 return b""
         fd = self.fd
         if fd is None:
