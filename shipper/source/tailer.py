@@ -689,15 +689,8 @@ class Tailer:
                 # Its file is gone (closed while idle, then rotated away): go on from the copy.
                 if self._by_inode.get((h.dev, h.ino)) is h:
                     del self._by_inode[(h.dev, h.ino)]
-                try:
-                    h.move_to(seen.path, os.stat(seen.path))
-                except (OSError, EOFError) as exc:
-                    log.warning("cannot read copy %s: %s", seen.path, exc)
+                if not self._move_to_copy(h, seen.path):
                     self._recheck.add(ident)
-                    return
-                self.stats.resumed_from_copy += 1
-                self._by_inode[ident] = h
-                self._ready.add(h.key)
                 return
             self._known[ident] = sig  # it is still being read where it is
             self.stats.copies_skipped += 1
@@ -734,23 +727,14 @@ class Tailer:
         copy = self._find_copy(h, exclude=exclude)
         if copy is not None:
             path, st = copy
-            try:
-                h.move_to(path, st)
-            except (OSError, EOFError) as exc:
-                log.warning("cannot read copy %s: %s", path, exc)
-            else:
+            if self._move_to_copy(h, path, st):
                 log.info("file deleted while closed; finishing it from its copy", extra={"path": path})
-                self.stats.resumed_from_copy += 1
-                self._by_inode[(h.dev, h.ino)] = h
-                self._ready.add(h.key)
                 return
-        unread = max(0, h.last_size - h.position)
-        if unread:
-            self._report_lost(h.path, unread, "deleted while closed")
-        elif h.written_while_closed:
-            # Written to after it was closed, then rotated away and deleted before it could be
-            # reopened (several rotations within a moment): lost, in an amount nobody knows.
-            self._report_lost(h.path, 0, "written to while closed, then rotated away and deleted")
+        # Written to after it was closed, then rotated away and deleted before it could be
+        # reopened (several rotations within a moment): lost, in an amount nobody knows.
+        self._report_unread(
+            h, "deleted while closed", "written to while closed, then rotated away and deleted"
+        )
         self._finish(h, now, self._scan_batches)
 
     def _on_changed(self, h: Harvester, now: float, out: list[Batch]) -> None:
@@ -774,33 +758,45 @@ class Tailer:
         if copy is not None:
             path, st = copy
             log.info("file truncated; finishing its unread part from the copy", extra={"path": path})
-            try:
-                h.move_to(path, st)
-            except (OSError, EOFError) as exc:
-                log.warning("cannot read copy %s: %s", path, exc)
-            else:
-                self.stats.resumed_from_copy += 1
-                self._by_inode[(h.dev, h.ino)] = h
-                self._ready.add(h.key)
+            if self._move_to_copy(h, path, st):
                 return
-        unread = max(0, h.last_size - h.position)
-        if unread:
-            self._report_lost(h.path, unread, "truncated before it was read")
-        elif h.written_while_closed:
-            # Written to while closed, and truncated (or rewritten) before it was reopened: what
-            # was written, if more than the truncation itself, is gone, in an amount nobody knows.
-            self._report_lost(
-                h.path,
-                0,
-                "written to while closed, then truncated with no copy; lines written since it was "
-                "last read, if any, are gone",
-            )
-        else:
+        # Written to while closed, and truncated (or rewritten) before it was reopened: what was
+        # written, if more than the truncation itself, is gone, in an amount nobody knows.
+        if not self._report_unread(
+            h,
+            "truncated before it was read",
+            "written to while closed, then truncated with no copy; lines written since it was "
+            "last read, if any, are gone",
+        ):
             log.info(
                 "file truncated with no copy after it was read to its end; read again from 0",
                 extra={"path": h.path},
             )
         self._finish(h, now, out)
+
+    def _move_to_copy(self, h: Harvester, path: str, st: os.stat_result | None = None) -> bool:
+        """Go on reading ``h``'s content from its copy at ``path``; False if it cannot be read."""
+        try:
+            h.move_to(path, st if st is not None else os.stat(path))
+        except (OSError, EOFError) as exc:
+            log.warning("cannot read copy %s: %s", path, exc)
+            return False
+        self.stats.resumed_from_copy += 1
+        self._by_inode[(h.dev, h.ino)] = h
+        self._ready.add(h.key)
+        return True
+
+    def _report_unread(self, h: Harvester, known: str, unknown: str) -> bool:
+        """``h``'s file is gone or changed with no copy: report the bytes known unread (``known``
+        says why), or a loss of unknown size if it was written to while closed. False if neither."""
+        unread = max(0, h.last_size - h.position)
+        if unread:
+            self._report_lost(h.path, unread, known)
+        elif h.written_while_closed:
+            self._report_lost(h.path, 0, unknown)
+        else:
+            return False
+        return True
 
     def _copies(
         self,
