@@ -184,32 +184,32 @@ def spec_shape(doc: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "@timestamp" in doc:
         out["@timestamp"] = doc["@timestamp"]
-    log = doc.get("log")
-    rest_of_log: Any = log
-    if isinstance(log, dict) and "level" in log:
-        out["log.level"] = log["level"]
-        rest_of_log = {key: value for key, value in log.items() if key != "level"}
+    rest = {"log": _dot_out(doc, "log", "level", out)}
     if "message" in doc:
         out["message"] = doc["message"]
-    ecs = doc.get("ecs")
-    rest_of_ecs: Any = ecs
-    if isinstance(ecs, dict) and "version" in ecs:
-        out["ecs.version"] = ecs["version"]
-        rest_of_ecs = {key: value for key, value in ecs.items() if key != "version"}
+    rest["ecs"] = _dot_out(doc, "ecs", "version", out)
     for key, value in doc.items():
         if key in out:
             continue
-        if key == "log":
-            value = rest_of_log
-        elif key == "ecs":
-            value = rest_of_ecs
-        if isinstance(value, dict) and not value and key in ("log", "ecs"):
+        if key in rest:
+            value = rest[key]
+        if isinstance(value, dict) and not value and key in rest:
             continue
         if key in _STRICT_DOTTED_ROOTS and isinstance(value, dict) and value:
             _flatten_into(out, key, value)
         else:
             out.setdefault(key, value)
     return out
+
+
+def _dot_out(doc: dict[str, Any], root: str, key: str, out: dict[str, Any]) -> Any:
+    """Write ``doc[root][key]`` to ``out`` as the dotted key ``root.key``; return the rest of
+    ``doc[root]`` (``doc[root]`` itself when it holds no ``key``)."""
+    obj = doc.get(root)
+    if not isinstance(obj, dict) or key not in obj:
+        return obj
+    out[f"{root}.{key}"] = obj[key]
+    return {k: v for k, v in obj.items() if k != key}
 
 
 def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
