@@ -11,7 +11,6 @@ must stay byte for byte what it was.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import logging.config
 import re
@@ -25,6 +24,7 @@ from shipper.logconfig import formatter as formatter_module
 from shipper.logconfig.setup import build_handlers
 from shipper.parse.base import ParseContext, TimeConverter
 from shipper.parse.json_lines import parse as parse_json_line
+from tests.support.docs import strict_loads as strict_json
 
 # spec.json: required fields, and the type of every field it lists.
 REQUIRED = ("@timestamp", "log.level", "ecs.version")
@@ -57,16 +57,7 @@ MODES = {"default": {}, "spec_strict": {"spec_strict": True}}
 
 def strict_loads(line: str) -> dict[str, Any]:
     """JSON with no NaN/Infinity and no duplicate keys; the line must be one object."""
-
-    def no_constant(name: str) -> Any:
-        raise AssertionError(f"bare {name} in {line[:200]}")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        assert len(keys) == len(set(keys)), f"duplicate keys {keys}"
-        return dict(pairs)
-
-    doc = json.loads(line, parse_constant=no_constant, object_pairs_hook=no_duplicates)
+    doc = strict_json(line)
     assert isinstance(doc, dict)
     return doc
 

@@ -7,7 +7,6 @@ NaN/Infinity, no duplicate keys), and no "--- Logging error ---" may happen."""
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import sys
@@ -19,18 +18,7 @@ from hypothesis import strategies as st
 
 from shipper.logconfig import EcsJsonFormatter
 from shipper.logconfig.formatter import FORMAT_ERROR_TAG
-
-
-def strict_loads(line: str) -> Any:
-    def no_constant(name: str) -> Any:
-        raise AssertionError(f"bare {name} in {line[:200]}")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        assert len(keys) == len(set(keys)), f"duplicate keys {keys}"
-        return dict(pairs)
-
-    return json.loads(line, parse_constant=no_constant, object_pairs_hook=no_duplicates)
+from tests.support.docs import strict_loads
 
 
 class Weird:
