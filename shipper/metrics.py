@@ -115,7 +115,7 @@ class PipelineCollector:
         yield _counter("rewrites", "Files rewritten in place under the reader (new content).", t.rewrites)
         yield _counter(
             "files_lost",
-            "Files whose unread bytes were gone before they could be read (deleted, truncated).",
+            "Files where unread content may be gone (deleted, truncated or rotated away before it was read).",
             t.files_lost,
         )
         yield _counter("bytes_lost", "Unread bytes known to be gone with those files.", t.bytes_lost)
